@@ -1,0 +1,1 @@
+"""Embedded paged-KV inference engine (PyTorch): model, KV pool, attention, scheduler."""

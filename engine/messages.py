@@ -1,0 +1,118 @@
+"""The engine's boundary: what a caller submits and what comes back, as small frozen dataclasses.
+
+The gateway builds an `EngineRequest` from a canonical prompt; the engine answers with a stream
+of `TokenEvent`s, the last of which carries the `RequestResult` (usage, timing, `CacheReport`).
+The engine treats namespaces as opaque bytes: it never knows tenants or prompt variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSegment:
+    """A run of prompt tokens and the namespace its KV may be cached under.
+
+    `namespace=None` marks a segment that is never cached nor reused; matching and inserting
+    stop at the first such segment.
+    """
+
+    namespace: bytes | None
+    token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How to pick tokens. `top_k=0` and `top_p=1.0` disable those filters."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop_token_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 0:
+            raise ValueError("max_tokens must be >= 0")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    """One generation request. `tenant` is only a fairness key for the scheduler's queue."""
+
+    request_id: str
+    segments: tuple[PromptSegment, ...]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    tenant: str = ""
+    priority: int = 0
+    deadline_s: float | None = None
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return sum(len(s.token_ids) for s in self.segments)
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t for s in self.segments for t in s.token_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class ReusedBlock:
+    """A cached KV block reused by a request, with the namespace that computed (owns) it."""
+
+    block_id: int
+    namespace: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReport:
+    """Which cached blocks a request reused; the audit trail records exactly this."""
+
+    reused: tuple[ReusedBlock, ...] = ()
+    cached_tokens: int = 0
+    inserted_blocks: int = 0
+
+    @property
+    def namespaces(self) -> tuple[bytes, ...]:
+        return tuple(dict.fromkeys(b.namespace for b in self.reused))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    """Usage and timing of a finished request."""
+
+    request_id: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    ttft_s: float
+    total_s: float
+    cache: CacheReport
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """One step of a request's stream: a new token and the text it completes.
+
+    `text` is the newly decodable text (may be empty while a multi-byte character is pending).
+    The final event has `finished=True`, a `finish_reason` ("stop", "length", "abort") and the
+    `result`; it may carry no token (`token_id=None`), e.g. when a stop string ends the stream.
+    """
+
+    request_id: str
+    token_id: int | None
+    text: str
+    finished: bool = False
+    finish_reason: str | None = None
+    result: RequestResult | None = None

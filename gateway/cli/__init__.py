@@ -1,0 +1,1 @@
+"""The `prefixgate` command line: one module per command group."""

@@ -1,0 +1,1 @@
+"""Namespaced, block-granular radix tree of KV-cache blocks (pure Python, no torch)."""

@@ -1,0 +1,1 @@
+"""Durable state: tenants, API keys, prompt variants, quotas and the audit trail."""
