@@ -12,6 +12,9 @@ _GROUPS: dict[str, str] = {
     "serve": "gateway.cli.serve",
     "model": "gateway.cli.model",
     "db": "gateway.cli.db",
+    "tenant": "gateway.cli.tenant",
+    "key": "gateway.cli.key",
+    "prompt": "gateway.cli.prompt",
 }
 
 
