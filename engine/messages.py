@@ -48,7 +48,12 @@ class SamplingParams:
 
 @dataclass(frozen=True, slots=True)
 class EngineRequest:
-    """One generation request. `tenant` is only a fairness key for the scheduler's queue."""
+    """One generation request.
+
+    `tenant` is a fairness and KV-share key for the scheduler, nothing more; `max_kv_share`
+    caps the share of the KV pool this tenant's running requests may reserve (None: the engine
+    default); `deadline_s` bounds the seconds the request may wait in the queue.
+    """
 
     request_id: str
     segments: tuple[PromptSegment, ...]
@@ -56,6 +61,7 @@ class EngineRequest:
     tenant: str = ""
     priority: int = 0
     deadline_s: float | None = None
+    max_kv_share: float | None = None
 
     @property
     def num_prompt_tokens(self) -> int:
