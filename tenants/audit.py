@@ -1,4 +1,9 @@
-"""Append-only audit trail with a hash chain; appends are serialized on the chain-head row."""
+"""Append-only audit trail with a hash chain; appends are serialized on the chain-head row.
+
+With an `AuditSigner`, the append that makes record `seq` a multiple of the signer's interval
+also stores a signed checkpoint in the same transaction, and `flush()` signs the head on demand
+(at shutdown). What the signatures can and cannot prove is in `tenants/audit_verify.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,22 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+import msgspec
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
+from tenants.audit_schemas import CheckpointView
+from tenants.audit_signing import AuditSigner
 from tenants.database import Database
 from tenants.errors import Invalid
 from tenants.models import AuditChainHead, AuditRecord
+from tenants.models.audit_record import AuditCheckpoint
 from tenants.models.base import utcnow
 from tenants.schemas import AuditEntry, AuditRecordView
 from tenants.views import audit_view
@@ -24,16 +35,37 @@ GENESIS_HASH = "0" * 64
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 _OUTCOME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _MAX_LIMIT = 1000
+_PLAIN_JSON = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII except backslash
+_SORTED_JSON = msgspec.json.Encoder(order="sorted")
+ENTRY_FIELDS: tuple[str, ...] = tuple(AuditEntry.__dataclass_fields__)
 
 
 def record_hash(prev_hash: str, seq: int, created_at: datetime, entry: AuditEntry) -> str:
     """sha256 over prev_hash + the canonical JSON (sorted keys, no spaces) of the record."""
-    body: dict[str, Any] = asdict(entry)
-    body["reused_namespaces"] = list(entry.reused_namespaces)
+    return fields_hash(prev_hash, seq, created_at, asdict(entry))
+
+
+def fields_hash(prev_hash: str, seq: int, created_at: datetime, fields: Mapping[str, Any]) -> str:
+    """`record_hash` from a mapping holding every AuditEntry field (a row, a JSON object)."""
+    body: dict[str, Any] = {name: fields[name] for name in ENTRY_FIELDS}
+    body["reused_namespaces"] = list(body["reused_namespaces"])
     body["seq"] = seq
     body["created_at"] = created_at.isoformat(timespec="microseconds")
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical.encode("ascii")).hexdigest()
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(body)).hexdigest()
+
+
+def canonical_json(body: dict[str, Any]) -> bytes:
+    """`json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)` as bytes.
+
+    msgspec writes the same bytes several times faster whenever its output is printable ASCII
+    with no escape at all (both then emit the plain characters; they escape DEL and non-ASCII
+    differently); anything else takes the json path.
+    """
+    fast = _SORTED_JSON.encode(body)
+    if _PLAIN_JSON.fullmatch(fast) is not None:
+        return fast
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text.encode("ascii")
 
 
 def entry_of(record: AuditRecordView) -> AuditEntry:
@@ -43,8 +75,9 @@ def entry_of(record: AuditRecordView) -> AuditEntry:
 
 
 class AuditStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signer: AuditSigner | None = None) -> None:
         self.db = db
+        self.signer = signer
         # SQLite serializes writers with a file lock and busy-wait; a thread lock spares the
         # polling within one process. PostgreSQL waits on the head row's lock instead.
         self._local_lock: AbstractContextManager[Any] = (
@@ -53,25 +86,20 @@ class AuditStore:
 
     def append(self, entry: AuditEntry) -> AuditRecordView:
         """Store `entry` as the next record of the chain; linear under concurrent appenders."""
-        _check(entry)
-        head = AuditChainHead.__table__
+        check_entry(entry)
         with self._local_lock, self.db.session() as session:
-            # NOTE: this UPDATE is the transaction's first statement: it takes the head row's
-            # lock (PostgreSQL) or the write lock (SQLite) before the previous hash is read,
-            # so no two appends can chain onto the same record.
-            seq, prev_hash = session.execute(
-                update(head).where(head.c.id == 1).values(seq=head.c.seq + 1)
-                .returning(head.c.seq, head.c.hash)
-            ).one()
-            created_at = utcnow()
-            digest = record_hash(prev_hash, seq, created_at, entry)
-            row = AuditRecord(seq=seq, created_at=created_at, prev_hash=prev_hash, hash=digest,
-                              **{**asdict(entry),
-                                 "reused_namespaces": list(entry.reused_namespaces)})
-            session.add(row)
-            session.execute(update(head).where(head.c.id == 1).values(hash=digest))
-            session.flush()
-            return audit_view(row)
+            (view,) = append_entries(session, [entry], self.signer)
+            return view
+
+    def flush(self) -> CheckpointView | None:
+        """Sign the current head now (on demand, at shutdown); None without a signer or records.
+
+        Returns the checkpoint covering the head, the existing one if it is already signed.
+        """
+        if self.signer is None:
+            return None
+        with self._local_lock, self.db.session() as session:
+            return sign_head(session, self.signer)
 
     def query(
         self,
@@ -96,7 +124,68 @@ class AuditStore:
             return [audit_view(row) for row in session.scalars(query)]
 
 
-def _check(entry: AuditEntry) -> None:
+def append_entries(
+    session: Session, entries: Sequence[AuditEntry], signer: AuditSigner | None
+) -> list[AuditRecordView]:
+    """Chain `entries` (already checked) onto the head inside `session`'s transaction."""
+    assert entries
+    head = AuditChainHead.__table__
+    # NOTE: this UPDATE is the transaction's first statement: it takes the head row's lock
+    # (PostgreSQL) or the write lock (SQLite) before the previous hash is read, so no two
+    # appends can chain onto the same record. RETURNING gives the new seq, the old hash.
+    last_seq, prev_hash = session.execute(
+        update(head).where(head.c.id == 1).values(seq=head.c.seq + len(entries))
+        .returning(head.c.seq, head.c.hash)
+    ).one()
+    views: list[AuditRecordView] = []
+    checkpoints: list[CheckpointView] = []
+    for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
+        created_at = utcnow()
+        fields = asdict(entry)
+        fields["reused_namespaces"] = tuple(entry.reused_namespaces)
+        digest = fields_hash(prev_hash, seq, created_at, fields)
+        views.append(AuditRecordView(seq=seq, created_at=created_at, prev_hash=prev_hash,
+                                     hash=digest, **fields))
+        if signer is not None and signer.due(seq):
+            checkpoints.append(signer.sign(seq, digest, utcnow()))
+        prev_hash = digest
+    session.execute(insert(AuditRecord.__table__), [_row(view) for view in views])
+    if checkpoints:
+        session.execute(insert(AuditCheckpoint.__table__), [asdict(cp) for cp in checkpoints])
+    session.execute(update(head).where(head.c.id == 1).values(hash=prev_hash))
+    return views
+
+
+def sign_head(session: Session, signer: AuditSigner) -> CheckpointView | None:
+    """Checkpoint the chain head (locked first) unless it is empty or already checkpointed."""
+    head = AuditChainHead.__table__
+    seq, digest = session.execute(
+        update(head).where(head.c.id == 1).values(seq=head.c.seq)
+        .returning(head.c.seq, head.c.hash)
+    ).one()
+    if seq == 0:
+        return None
+    existing = session.get(AuditCheckpoint, seq)
+    if existing is not None:
+        return checkpoint_view(existing)
+    checkpoint = signer.sign(seq, digest, utcnow())
+    session.execute(insert(AuditCheckpoint.__table__), [asdict(checkpoint)])
+    return checkpoint
+
+
+def checkpoint_view(row: AuditCheckpoint) -> CheckpointView:
+    return CheckpointView(seq=row.seq, hash=row.hash, signed_at=row.signed_at,
+                          key_id=row.key_id, signature=row.signature)
+
+
+def _row(view: AuditRecordView) -> dict[str, Any]:
+    row = asdict(view)
+    row["reused_namespaces"] = list(view.reused_namespaces)
+    return row
+
+
+def check_entry(entry: AuditEntry) -> None:
+    """Validate an entry before it is chained (-> Invalid)."""
     if not isinstance(entry, AuditEntry):
         raise Invalid("append takes an AuditEntry")
     for name, size in (("request_id", 64), ("tenant_id", 32)):

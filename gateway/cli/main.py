@@ -15,6 +15,7 @@ _GROUPS: dict[str, str] = {
     "tenant": "gateway.cli.tenant",
     "key": "gateway.cli.key",
     "prompt": "gateway.cli.prompt",
+    "audit": "gateway.cli.audit",
 }
 
 

@@ -66,3 +66,20 @@ class AuditChainHead(Base):
     """seq of the last appended record (0 before the first)."""
     hash: Mapped[str] = mapped_column(String(64))
     """hash of the last appended record (64 zeros before the first)."""
+
+
+class AuditCheckpoint(Base):
+    """A signed statement "the chain's record `seq` has hash `hash`" made with the server key."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """Last record the checkpoint covers."""
+    hash: Mapped[str] = mapped_column(String(64))
+    """`hash` of record `seq`: the signature binds every record up to it through the chain."""
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When it was signed (signed too); `verify --since` starts from the last one before."""
+    key_id: Mapped[str] = mapped_column(String(16))
+    """First 16 hex digits of sha256 over the raw Ed25519 public key that signed it."""
+    signature: Mapped[str] = mapped_column(String(128))
+    """Hex Ed25519 signature over `checkpoint_message(seq, hash, signed_at, key_id)`."""

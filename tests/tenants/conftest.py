@@ -12,6 +12,7 @@ from tenants.migrate import upgrade
 from tests.tenants.db_urls import BACKENDS, empty_database
 
 _CLEANUP = [
+    "DELETE FROM audit_checkpoints",
     "DELETE FROM audit_records",
     "DELETE FROM prompt_variants",
     "DELETE FROM api_keys",
