@@ -181,6 +181,8 @@ class EngineCore:
         self._seqs.pop(seq.request_id, None)
         seq.finish_reason = reason
         now = time.monotonic()
+        admitted = seq.admitted_at or seq.arrival
+        first = seq.first_token_at or now
         result = RequestResult(
             request_id=seq.request_id,
             prompt_tokens=seq.num_prompt_tokens,
@@ -190,6 +192,9 @@ class EngineCore:
             ttft_s=(seq.first_token_at or now) - seq.arrival,
             total_s=now - seq.arrival,
             cache=CacheReport(seq.reused, seq.num_cached_tokens, seq.inserted_blocks),
+            queue_s=admitted - seq.arrival,
+            prefill_s=first - admitted,
+            decode_s=now - first,
         )
         with self.metrics.lock:
             self.metrics.counters.requests_finished += 1

@@ -105,6 +105,10 @@ class RequestResult:
     ttft_s: float
     total_s: float
     cache: CacheReport
+    # Phases (seconds): waiting for admission, admission -> first token, first token -> end.
+    queue_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

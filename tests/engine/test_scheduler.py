@@ -282,3 +282,12 @@ def test_dropping_a_namespace_mid_request_keeps_accounting_exact(tiny_llama_dir)
     got = run_to_completion(core)["mid"]
     assert got[1].cached_tokens == 48 and got[1].completion_tokens == 20
     assert core.tree.namespace_stats(A).blocks == 5  # re-inserted by the finished request
+
+
+def test_result_reports_its_phases(tiny_llama_dir):
+    core = make_core(tiny_llama_dir)
+    core.add_request(request("ph", [(None, tokens(700, 30))], max_tokens=5))
+    res = run_to_completion(core)["ph"][1]
+    assert res.queue_s >= 0 and res.prefill_s > 0 and res.decode_s > 0
+    assert abs(res.queue_s + res.prefill_s + res.decode_s - res.total_s) < 1e-6
+    assert abs(res.queue_s + res.prefill_s - res.ttft_s) < 1e-6
