@@ -1,0 +1,1 @@
+"""Thin Litestar controllers: dependency -> service -> schema."""

@@ -1,0 +1,35 @@
+"""Admin API: reviewing the audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.params import FromQuery, Parameter
+
+from gateway.auth import admin_guard
+from gateway.runtime import Runtime
+from gateway.schemas.admin import AuditList, AuditRecordRead
+from gateway.services.blocking import in_thread
+
+
+@get("/admin/audit", guards=[admin_guard], tags=["admin"])
+async def audit_records(
+    request: Request[Any, Any, Any],
+    tenant_id: FromQuery[str | None] = None,
+    request_id: FromQuery[str | None] = None,
+    since: FromQuery[datetime | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+) -> AuditList:
+    """Audit records, filtered by tenant, request id and time (UTC if no offset), oldest first."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    records = await in_thread(
+        Runtime.of(request).audit.query,
+        tenant_id=tenant_id,
+        request_id=request_id,
+        since=since,
+        limit=limit,
+    )
+    return AuditList([AuditRecordRead.of(r) for r in records])

@@ -1,0 +1,1 @@
+"""Glue between the routes and the registry/engine: what a request handler delegates to."""
