@@ -16,6 +16,8 @@ _GROUPS: dict[str, str] = {
     "key": "gateway.cli.key",
     "prompt": "gateway.cli.prompt",
     "audit": "gateway.cli.audit",
+    "usage": "gateway.cli.usage",
+    "top": "gateway.cli.top",
 }
 
 
