@@ -12,7 +12,9 @@ from engine.model_runner import ModelRunner
 
 
 def make_core(model_dir, *, num_blocks: int = 256, **overrides) -> EngineCore:
-    """A fresh EngineCore over a fresh KV pool (the model weights are loaded once per size)."""
+    """A fresh EngineCore over a fresh KV pool. Queued requests never time out unless a test
+    asks (a loaded CI box must not turn a slow test into a queue-timeout failure)."""
+    overrides.setdefault("queue_timeout_s", 3600.0)
     config = EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=num_blocks,
                           progress=False, **overrides)
     runner = ModelRunner.load(
