@@ -3,9 +3,9 @@
 - decode attention kernel alone (batch 64, 2k context): KV bytes read per second vs the measured
   device copy bandwidth, with the torch reference path timed as the peer;
 - prefill attention kernel: useful FLOP/s vs the measured bf16 matmul rate;
-- engine decode through `ModelRunner.step` (eager) and through captured CUDA graphs of the
-  runner's model (engine/cuda_graphs.py): batch-1 ms/token vs the weight-bandwidth floor
-  (weight bytes / copy bandwidth) and tokens/s at larger batches.
+- engine decode through `ModelRunner.step`, eager and replaying the runner's CUDA graphs
+  (engine/step_graphs.py): batch-1 ms/token vs the weight-bandwidth floor (weight bytes / copy
+  bandwidth) and tokens/s at larger batches.
 
 CLI: `python -m bench.engine_bench --model DIR` (CUDA). bench/gpu_check.py calls the functions.
 """
@@ -162,7 +162,7 @@ def sweep(kind: str, configs: Sequence[dict[str, int]], ceilings: Ceilings,
 class DecodeResult:
     batch: int
     context: int
-    mode: str  # "eager" (ModelRunner.step), "graph" (DecodeGraphs replay), "padded eager" (CPU)
+    mode: str  # "eager" (graphs off), "CUDA graphs", or "padded eager" (graph buffers, CPU)
     ms_per_step: float
 
     @property
@@ -178,42 +178,14 @@ def weight_bytes(runner: Any) -> int:
     return sum(p.numel() * p.element_size() for p in runner.model.parameters())
 
 
-def make_decode_graphs(runner: Any, batch_sizes: Sequence[int], progress: bool = True) -> Any:
-    """DecodeGraphs over the runner's model (its `decode_step` hook where it has one)."""
-    from engine.cuda_graphs import DecodeGraphs, model_decode_step
-
-    step = getattr(runner, "decode_step", None) or model_decode_step(runner.model)
-    graphs = DecodeGraphs(step, max_blocks_per_seq=-(-runner.max_model_len // runner.block_size),
-                          max_seq_len=runner.max_model_len, device=runner.device,
-                          batch_sizes=tuple(sorted(batch_sizes)))
-    graphs.capture(progress=progress)
-    return graphs
-
-
 @contextmanager
-def fused_model_ops() -> Iterator[None]:
-    """Runs engine/model.py with the fused Triton RMSNorm, RoPE and SiLU-mul
-    (engine/attention/triton_fused.py) in place of its torch element-wise code: what the model
-    gains from adopting them (same rounding). Patched for the duration of the block only."""
-    import torch.nn.functional as F
-
-    from engine import model as model_mod
-    from engine.attention import triton_fused
-
-    def norm_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-        return triton_fused.rms_norm(x, self.weight, self.eps)
-
-    def mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(triton_fused.silu_mul(F.linear(x, self.gate_up_proj)), self.down_proj)
-
-    saved = (model_mod.RMSNorm.forward, model_mod.MLP.forward, model_mod.apply_rope)
-    model_mod.RMSNorm.forward = norm_forward  # type: ignore[method-assign]
-    model_mod.MLP.forward = mlp_forward  # type: ignore[method-assign]
-    model_mod.apply_rope = triton_fused.apply_rope
+def graphs_off(runner: Any) -> Iterator[None]:
+    """`runner.step` runs eagerly for the duration of the block (the peer of the graphs)."""
+    saved, runner.graphs = runner.graphs, None
     try:
         yield
     finally:
-        model_mod.RMSNorm.forward, model_mod.MLP.forward, model_mod.apply_rope = saved
+        runner.graphs = saved
 
 
 def _sync(device: torch.device) -> None:
@@ -223,15 +195,19 @@ def _sync(device: torch.device) -> None:
 
 def bench_engine_decode(runner: Any, *, batch_sizes: Sequence[int] = (1, 16, 64, 256),
                         context: int = 512, steps: int = 16, warmup: int = 2,
-                        graphs: Any = None, progress: bool = True) -> list[DecodeResult]:
-    """Decode `steps` tokens for `batch` sequences already holding `context` tokens (their KV
-    content is whatever the pool holds: timing does not depend on it). The context shrinks
-    when the pool cannot hold the batch; the result says which context was used."""
+                        progress: bool = True) -> list[DecodeResult]:
+    """Decode `steps` tokens for `batch` sequences already holding `context` tokens, through
+    `ModelRunner.step` (the production path: host metadata, graph replay where captured),
+    eagerly and with the runner's graphs. KV content is whatever the pool holds: timing does
+    not depend on it. The context shrinks when the pool cannot hold the batch."""
     from tqdm import tqdm
 
     from engine.model_runner import SeqChunk, StepBatch
 
     bs = runner.block_size
+    graphs = runner.graphs
+    mode = "" if graphs is None else (
+        "CUDA graphs" if graphs.decode.use_graphs else "padded eager")
     results: list[DecodeResult] = []
     for batch in tqdm(batch_sizes, desc="engine decode", disable=not progress):
         per_seq_blocks = runner.allocator.num_free // batch
@@ -241,53 +217,31 @@ def bench_engine_decode(runner: Any, *, batch_sizes: Sequence[int] = (1, 16, 64,
             continue
         n_blocks = -(-(ctx + steps + warmup) // bs)
         tables = [runner.allocator.allocate(n_blocks) for _ in range(batch)]
-        try:
-            def eager_step(pos: int, tables: list[list[int]] = tables) -> None:
-                runner.step(StepBatch(seqs=[SeqChunk(token_ids=[1 + i % 100], start_pos=pos,
-                                                     block_table=t)
-                                            for i, t in enumerate(tables)]))
 
+        def one_step(pos: int, tables: list[list[int]] = tables) -> None:
+            runner.step(StepBatch(seqs=[SeqChunk(token_ids=[1 + i % 100], start_pos=pos,
+                                                 block_table=t)
+                                        for i, t in enumerate(tables)]))
+
+        def time_steps(ctx: int = ctx) -> float:
             for i in range(warmup):
-                eager_step(ctx + i)
+                one_step(ctx + i)
             _sync(runner.device)
             t0 = time.perf_counter()
             for i in range(steps):
-                eager_step(ctx + warmup + i)
+                one_step(ctx + warmup + i)
             _sync(runner.device)
-            results.append(DecodeResult(batch, ctx, "eager",
-                                        (time.perf_counter() - t0) * 1e3 / steps))
-            if graphs is not None and batch <= graphs.max_batch:
-                mode = "graph" if graphs.use_graphs else "padded eager"
-                results.append(DecodeResult(batch, ctx, mode,
-                                            _time_graph_decode(graphs, tables, ctx, bs, steps,
-                                                               warmup)))
+            return (time.perf_counter() - t0) * 1e3 / steps
+
+        try:
+            with graphs_off(runner):
+                results.append(DecodeResult(batch, ctx, "eager", time_steps()))
+            if graphs is not None and batch <= graphs.decode.max_batch:
+                results.append(DecodeResult(batch, ctx, mode, time_steps()))
         finally:
             for t in tables:
                 runner.allocator.free(t)
     return results
-
-
-def _time_graph_decode(graphs: Any, tables: list[list[int]], ctx: int, block_size: int,
-                       steps: int, warmup: int) -> float:
-    """ms per replayed step; inputs are built on the host each step, as an engine would."""
-    batch = len(tables)
-    table_t = torch.tensor(tables, dtype=torch.int32)
-    ids = torch.tensor([1 + i % 100 for i in range(batch)], dtype=torch.int64)
-
-    def step(pos: int) -> None:
-        positions = torch.full((batch,), pos, dtype=torch.int64)
-        slots = table_t[:, pos // block_size].long() * block_size + pos % block_size
-        graphs.run(ids, positions, slots, table_t, torch.full((batch,), pos + 1,
-                                                              dtype=torch.int32))
-
-    for i in range(warmup):
-        step(ctx + i)
-    _sync(graphs.device)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        step(ctx + i)
-    _sync(graphs.device)
-    return (time.perf_counter() - t0) * 1e3 / steps
 
 
 def floor_ms(runner: Any, ceilings: Ceilings) -> float:
@@ -312,12 +266,10 @@ def main() -> None:
     if args.model:
         from engine.model_runner import ModelRunner
 
-        runner = ModelRunner.load(args.model, device=device)
         sizes = [int(b) for b in args.batch_sizes.split(",")]
-        graphs = make_decode_graphs(runner, sizes)
+        runner = ModelRunner.load(args.model, device=device, max_num_seqs=max(sizes))
         print(f"floor (weights / copy bandwidth): {floor_ms(runner, ceilings):.2f} ms/token")
-        for res in bench_engine_decode(runner, batch_sizes=sizes, context=args.context,
-                                       graphs=graphs):
+        for res in bench_engine_decode(runner, batch_sizes=sizes, context=args.context):
             print(f"batch {res.batch} ctx {res.context} {res.mode}: {res.ms_per_step:.2f} ms/step"
                   f", {res.tokens_per_s:.0f} tok/s")
 

@@ -9,9 +9,10 @@ run goes on):
   attn      decode / prefill attention kernels alone vs the ceilings, torch path as the peer
   pytest    `pytest -m gpu -q tests/`
   engine    7B-shaped random Llama: paged engine (bf16) vs transformers (fp32), same weights
-  decode    engine decode: batch-1 ms/token vs the weight-bandwidth floor, tokens/s by batch,
-            eager (ModelRunner.step) and CUDA graphs; batch 1 again with the fused Triton
-            RMSNorm/RoPE/SiLU-mul patched into engine/model.py (the proposed model hook)
+  decode    engine decode through ModelRunner.step (the production path): batch-1 ms/token vs
+            the weight-bandwidth floor, tokens/s by batch, graphs off (eager) and on
+  ttft      cold vs cached-prefix TTFT of one request through EngineCore (1024-token prefix,
+            64-token suffix), graphs off and on
 
 Device: `PYTHONUNBUFFERED=1 python bench/gpu_check.py` (writes $OUT/gpu_check.json when $OUT is
 set). Dev box: `python bench/gpu_check.py --dry-run` runs the same code on CPU with tiny sizes
@@ -38,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("env", "ceilings", "kernels", "tune", "attn", "pytest", "engine", "decode")
+SECTIONS = ("env", "ceilings", "kernels", "tune", "attn", "pytest", "engine", "decode",
+            "ttft")
 KERNEL_TOL = 1e-2
 LOGIT_TOL = 2e-2
 GREEDY_MIN = 0.99
@@ -427,6 +429,10 @@ def ensure_runner(run: Run) -> Any:
         kwargs.update(dtype="bfloat16", kv_fraction=0.85)
     t0 = time.perf_counter()
     run.runner = ModelRunner.load(ckpt, **kwargs)
+    if run.dry_run:  # no graphs on CPU: route through their padded eager forward instead
+        from engine.step_graphs import StepGraphs
+
+        run.runner.graphs = StepGraphs.for_runner(run.runner, use_graphs=False)
     print(f"    ModelRunner loaded in {time.perf_counter() - t0:.0f} s: "
           f"{run.runner.num_blocks} KV blocks")
     return run.runner
@@ -550,8 +556,8 @@ def section_engine(run: Run) -> None:
             logits = runner.step(batch)
             compares["decode 8x64"].add(logits, torch.stack(
                 [r[n + i] for r, n in zip(ref_d, prompt_lens, strict=True)]))
-        name = "decode 8x64 (CUDA graph)" if run.device.type == "cuda" else "decode 8x64 (padded)"
-        compares[name] = _graph_decode_compare(runner, seqs_d, prompt_lens, t_d, ref_d, steps)
+        compares["decode 8x64 (graphs off)"] = _eager_decode_compare(
+            runner, seqs_d, prompt_lens, t_d, ref_d, steps)
     finally:
         for t in owned:
             alloc.free(t)
@@ -569,85 +575,81 @@ def section_engine(run: Run) -> None:
                 "" if is_peer else _verdict(cmp.ok()))
 
 
-def _graph_decode_compare(runner: Any, seqs: list[list[int]], prompt_lens: list[int],
-                          tables: list[list[int]], refs: list[Any],
-                          steps: int) -> LogitCompare:
-    """Replays the decode steps through DecodeGraphs (rewriting the same K/V into the same
-    slots): the captured path must match the reference like the eager one."""
+def _eager_decode_compare(runner: Any, seqs: list[list[int]], prompt_lens: list[int],
+                          tables: list[list[int]], refs: list[Any], steps: int) -> LogitCompare:
+    """The decode steps again with the runner's graphs off (rewriting the same K/V into the
+    same slots): the eager path must match the reference like the graphed one."""
     import torch
 
-    from bench.engine_bench import make_decode_graphs
+    from bench.engine_bench import graphs_off
+    from engine.model_runner import SeqChunk, StepBatch
 
-    graphs = make_decode_graphs(runner, (1, 2, 4, 8, 16), progress=False)
-    bs = runner.block_size
-    width = max(len(t) for t in tables)
-    table_t = torch.tensor([t + [t[0]] * (width - len(t)) for t in tables], dtype=torch.int32)
     cmp = LogitCompare()
-    for i in range(steps):
-        pos = torch.tensor([n + i for n in prompt_lens])
-        ids = torch.tensor([s[n + i] for s, n in zip(seqs, prompt_lens, strict=True)])
-        slots = table_t[torch.arange(len(seqs)), pos // bs].long() * bs + pos % bs
-        logits = graphs.run(ids, pos, slots, table_t, (pos + 1).to(torch.int32))
-        cmp.add(logits, torch.stack([r[n + i] for r, n in zip(refs, prompt_lens, strict=True)]))
+    with graphs_off(runner):
+        for i in range(steps):
+            logits = runner.step(StepBatch(seqs=[SeqChunk([s[n + i]], n + i, t) for s, n, t in
+                                                 zip(seqs, prompt_lens, tables, strict=True)]))
+            cmp.add(logits, torch.stack([r[n + i] for r, n in zip(refs, prompt_lens,
+                                                                   strict=True)]))
     return cmp
 
 
 def section_decode(run: Run) -> None:
-    from bench.engine_bench import bench_engine_decode, floor_ms, make_decode_graphs, weight_bytes
+    from bench.engine_bench import bench_engine_decode, floor_ms, weight_bytes
 
     ceilings = _ceilings(run)
     runner = ensure_runner(run)
     sizes = (1, 2, 4) if run.dry_run else (1, 16, 64, 256)
-    graphs = make_decode_graphs(runner, sizes)
     results = bench_engine_decode(runner, batch_sizes=sizes, context=64 if run.dry_run else 512,
-                                  steps=4 if run.dry_run else 16, graphs=graphs)
-    fused = _decode_with_fused_ops(run, runner, graphs)
+                                  steps=4 if run.dry_run else 32)
     floor = floor_ms(runner, ceilings)
     run.data["decode"] = {"floor_ms": floor, "weight_bytes": weight_bytes(runner),
                           "results": [{**asdict(r), "tokens_per_s": r.tokens_per_s}
                                       for r in results]}
-    results += fused
     for r in results:
         if r.batch == 1:
             ratio = r.ms_per_step / floor
-            verdict = _verdict(ratio <= 1.5) if r.mode.startswith("graph") else ""
-            run.row("decode", f"batch 1 ctx {r.context} {r.mode}", f"{r.ms_per_step:.2f} ms/token",
+            verdict = _verdict(ratio <= 1.5) if r.mode != "eager" else ""
+            run.row("decode", f"batch 1 ctx {r.context} ModelRunner.step {r.mode}",
+                    f"{r.ms_per_step:.2f} ms/token",
                     f"floor {floor:.2f} ms (weights/copy bw): {ratio:.2f}x (target <= 1.5x)",
                     verdict)
         else:
-            run.row("decode", f"batch {r.batch} ctx {r.context} {r.mode}",
+            run.row("decode", f"batch {r.batch} ctx {r.context} ModelRunner.step {r.mode}",
                     f"{r.tokens_per_s:.0f} tok/s ({r.ms_per_step:.1f} ms/step)")
 
 
-def _decode_with_fused_ops(run: Run, runner: Any, graphs: Any) -> list[Any]:
-    """Batch-1 decode again with engine/model.py's element-wise ops swapped for the fused
-    Triton kernels (the proposed model hook), after checking both give the same logits."""
-    import torch
+def section_ttft(run: Run) -> None:
+    """Cold vs cached-prefix TTFT of one request on an idle EngineCore (bench/serve_bench.py's
+    probe: a 1024-token prefix, then a 64-token suffix over it), graphs on and off."""
+    from bench import serve_bench
+    from bench.engine_bench import graphs_off
 
-    from bench.engine_bench import bench_engine_decode, fused_model_ops, make_decode_graphs
+    runner = ensure_runner(run)
+    model_dir = str(run.ckpt_dir)
+    serve_bench._RUNNERS[model_dir] = runner  # make_core reuses the loaded weights
+    prefix_len = 64 if run.dry_run else 1024
 
-    batch = torch.zeros(1, dtype=torch.int64), torch.full((1,), 5, dtype=torch.int64)
-    table = runner.allocator.allocate(1)
-    try:
-        slot = torch.tensor([table[0] * runner.block_size + 5])
-        meta = (torch.tensor([table], dtype=torch.int32), torch.tensor([6], dtype=torch.int32))
-        want = graphs.run(*batch, slot, *meta).clone()
-        with fused_model_ops():
-            fused_graphs = make_decode_graphs(runner, (1,), progress=False)
-            got = fused_graphs.run(*batch, slot, *meta).clone()
-            diff = float((got - want).norm() / want.norm())
-            run.row("decode", "fused norm/rope/silu vs torch ops: logits", f"rel err L2 {diff:.1e}",
-                    "<= 1e-2", _verdict(diff <= 1e-2))
-            results = bench_engine_decode(runner, batch_sizes=(1,),
-                                          context=64 if run.dry_run else 512,
-                                          steps=4 if run.dry_run else 16, graphs=fused_graphs,
-                                          progress=False)
-    finally:
-        runner.allocator.free(table)
-    fused = [r for r in results if r.mode != "eager"]
-    for r in fused:
-        r.mode += " + fused element-wise ops (proposed model hook)"
-    return fused
+    def probe() -> dict[str, float]:
+        def core() -> Any:  # a fresh engine: empty prefix cache, every block free
+            return serve_bench.make_core(model_dir, run.device.type, None, 256,
+                                         runner.max_batch_tokens)
+
+        serve_bench.cached_vs_cold_ttft(core(), run.dims.vocab, prefix_len)  # warm-up
+        return serve_bench.cached_vs_cold_ttft(core(), run.dims.vocab, prefix_len)
+
+    graphed = probe() if runner.graphs is not None else None
+    with graphs_off(runner):
+        eager = probe()
+    run.data["ttft"] = {"graphs": graphed, "eager": eager, "prefix_len": prefix_len}
+    for label, res in (("eager", eager), ("step graphs", graphed)):
+        if res is None:
+            continue
+        cached = min(res["cached"], res["cached_again"])
+        run.row("ttft", f"{prefix_len}-token prefix + 64-token suffix, {label}",
+                f"cached {cached:.1f} ms vs cold {res['cold']:.1f} ms: ratio {res['ratio']:.2f}",
+                "target ratio <= 0.20 (GPU issue <= 0.15)",
+                "" if label == "eager" or run.dry_run else _verdict(res["ratio"] <= 0.20))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -655,7 +657,7 @@ def _decode_with_fused_ops(run: Run, runner: Any, graphs: Any) -> list[Any]:
 SECTION_FNS: dict[str, Callable[[Run], None]] = {
     "env": section_env, "ceilings": section_ceilings, "kernels": section_kernels,
     "tune": section_tune, "attn": section_attn, "pytest": section_pytest,
-    "engine": section_engine, "decode": section_decode,
+    "engine": section_engine, "decode": section_decode, "ttft": section_ttft,
 }
 
 

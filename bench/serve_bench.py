@@ -202,7 +202,8 @@ def make_core(model_dir: str, device: str, num_blocks: int | None, max_num_seqs:
     runner = _RUNNERS.get(model_dir)
     if runner is None:
         runner = ModelRunner.load(model_dir, device=device, num_blocks=num_blocks,
-                                  max_batch_tokens=max_batch_tokens)
+                                  max_batch_tokens=max_batch_tokens,
+                                  cuda_graphs=config.cuda_graphs, max_num_seqs=max_num_seqs)
         _RUNNERS[model_dir] = runner
     runner.allocator = BlockAllocator(runner.num_blocks, runner.block_size)
     return EngineCore(runner, config)

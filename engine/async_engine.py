@@ -106,6 +106,9 @@ class AsyncEngine:
             block_size=config.block_size,
             max_batch_tokens=config.max_batch_tokens,
             progress=config.progress,
+            kv_dtype=config.kv_dtype,
+            cuda_graphs=config.cuda_graphs,
+            max_num_seqs=config.max_num_seqs,
         )
         return cls(runner, config)
 
@@ -128,7 +131,8 @@ class AsyncEngine:
 
     @property
     def kv_dtype(self) -> str:
-        return str(self.runner.kv_pool.dtype).removeprefix("torch.")
+        """The KV element type, part of every namespace: "fp8", "int8", or the model dtype."""
+        return self.runner.kv_dtype
 
     @property
     def ready(self) -> bool:
@@ -212,8 +216,14 @@ class AsyncEngine:
         with self.core.lock:
             return self.core.kv.drop_namespaces(namespaces)
 
+    def set_retention(self, namespace: bytes, ttl_s: float | None, store: bool = True) -> None:
+        """Per-namespace cache retention (TTL of unused prefixes) and no-store (radix/)."""
+        with self.core.lock:
+            self.core.tree.set_retention(namespace, ttl_s, store)
+
     def cache_view(self) -> list[NamespaceCacheStats]:
         with self.core.lock:
+            self.core.kv.expire()
             tree = self.core.tree
             out = []
             for ns in tree.namespaces():

@@ -21,6 +21,11 @@ class AttentionContext:
     query_start_loc: torch.Tensor  # int32 [B + 1]: cumulative query lengths
     max_query_len: int
     max_seq_len: int
+    # KV eviction hooks (torch backend, off by default): per-layer visibility of each KV slot
+    # per KV head (bool [L, B, Hkv, S]), and per-layer fp32 [B, Hkv, S] buffers the attention
+    # adds its probabilities into (H2O scores, FastGen profiling).
+    head_mask: torch.Tensor | None = None
+    scores: list[torch.Tensor] | None = None
 
     @property
     def is_decode(self) -> bool:

@@ -113,14 +113,15 @@ class DecodeGraphs:
         return self.batch_sizes[i] if i < len(self.batch_sizes) else None
 
     @torch.inference_mode()
-    def capture(self, progress: bool = True) -> None:
+    def capture(self, progress: bool = True, pool: tuple[int, int] | None = None) -> None:
         """Warm up (Triton compiles here, outside capture) and capture, largest size first so
-        the smaller graphs reuse its memory pool."""
+        the smaller graphs reuse its memory pool (`pool`: one shared with other graphs that
+        never run concurrently with these)."""
         if not self.use_graphs:
             return
         from tqdm import tqdm
 
-        pool = torch.cuda.graph_pool_handle()
+        pool = pool if pool is not None else torch.cuda.graph_pool_handle()
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         sizes = sorted(self.batch_sizes, reverse=True)

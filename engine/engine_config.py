@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+KV_DTYPES = ("auto", "fp8", "int8")  # engine.kv_quant maps them to storage dtypes
+
 
 @dataclass(slots=True)
 class EngineConfig:
@@ -18,6 +20,8 @@ class EngineConfig:
     kv_cache_gib: float | None = None
     kv_fraction: float = 0.9
     block_size: int = 16
+    # KV element type: "auto" (the model dtype), "fp8" (e4m3) or "int8", per-layer per-head scales.
+    kv_dtype: str = "auto"
     # Continuous batching: at most this many running sequences, and this many tokens per step
     # (decodes first, then prefill chunks fill the rest: chunked prefill).
     max_num_seqs: int = 64
@@ -37,6 +41,9 @@ class EngineConfig:
     retain_cap: float = 0.25
     # ITL guardrail: halve the prefill budget while ITL p95 exceeds this target; None: off.
     itl_target_s: float | None = 0.2
+    # Replay CUDA graphs of decode batches and small one-sequence prefill chunks (CUDA only;
+    # fp8/int8 KV and sliding windows run eagerly).
+    cuda_graphs: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -56,5 +63,7 @@ class EngineConfig:
             raise ValueError("max_tenant_kv_share must be in (0, 1]")
         if self.itl_target_s is not None and self.itl_target_s <= 0:
             raise ValueError("itl_target_s must be > 0 (or None to disable the guardrail)")
+        if self.kv_dtype not in KV_DTYPES:
+            raise ValueError(f"kv_dtype must be one of {', '.join(KV_DTYPES)}")
         if not 0.0 < self.kv_fraction <= 1.0:
             raise ValueError("kv_fraction must be in (0, 1]")

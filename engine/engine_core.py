@@ -17,6 +17,7 @@ from engine.engine_config import EngineConfig
 from engine.engine_stats import EngineMetrics, EngineStats
 from engine.errors import EngineError, EngineOverloaded, InvalidRequest, RequestAborted
 from engine.kv_cache_manager import KVCacheManager
+from engine.kv_eviction import EvictionState, evict, peak_kv_tokens, run_step, trim_window
 from engine.messages import CacheReport, EngineRequest, RequestResult, TokenEvent
 from engine.model_runner import ModelRunner, SeqChunk, StepBatch
 from engine.prefill_backoff import PrefillBackoff
@@ -50,7 +51,7 @@ class EngineCore:
             retain_cap=config.retain_cap,
         )
         self.kv = KVCacheManager(runner.allocator, self.tree, runner.block_size)
-        self.scheduler = Scheduler(config, self.kv, self.metrics)
+        self.scheduler = Scheduler(config, self.kv, self.metrics, window=runner.window)
         self.sampler = Sampler(runner.device)
         self.eos_token_ids = frozenset(runner.tokenizer.eos_token_ids)
         self.vocab_size = runner.config.vocab_size
@@ -68,6 +69,8 @@ class EngineCore:
         """Validate and queue a request, or refuse it at once (InvalidRequest, EngineOverloaded)."""
         self._validate(request)
         seq = Sequence(request=request, stop=self._stop_checker(request))
+        if request.kv_policy is not None:
+            seq.eviction = EvictionState(request.kv_policy)
         if request.sampling.temperature > 0:
             seq.generator = self.sampler.make_generator(request.sampling.seed)
         with self.lock:
@@ -101,12 +104,12 @@ class EngineCore:
             batch = StepBatch(
                 [
                     SeqChunk(c.seq.token_ids[c.start : c.start + c.length], c.start,
-                             c.seq.block_table)
+                             c.seq.block_table, c.seq.kv_shift)
                     for c in runnable
                 ]
             )
             try:
-                logits = self.runner.step(batch)
+                logits = run_step(self.runner, batch, [c.seq for c in runnable])
             except Exception:  # an engine-step failure ends this batch's requests, not the engine
                 log.exception("engine step failed; aborting %d requests", len(runnable))
                 with self.lock:
@@ -135,6 +138,10 @@ class EngineCore:
             if not seq.prompt_inserted and seq.num_computed >= seq.num_prompt_tokens:
                 self.kv.insert(seq, seq.num_prompt_tokens)
                 seq.prompt_inserted = True
+            if self.runner.window is not None:
+                trim_window(seq, self.runner.window, self.kv)
+            elif c.length == 1 and seq.eviction is not None:
+                evict(seq, self.runner, self.kv)
             if not c.completes:
                 continue
             if seq.request.sampling.max_tokens == 0:
@@ -229,7 +236,15 @@ class EngineCore:
                 f"prompt ({n} tokens) plus max_tokens ({request.sampling.max_tokens}) exceeds "
                 f"the model's context of {self.max_model_len} tokens"
             )
-        if self.kv.blocks_needed(total) > self.runner.num_blocks:
+        if request.kv_policy is not None and (
+            self.runner.window is not None or not self.runner.scores_supported
+        ):
+            raise InvalidRequest(
+                "KV eviction needs full attention on the torch attention backend"
+            )
+        peak = peak_kv_tokens(n, total, self.runner.block_size, request.kv_policy,
+                              self.runner.window)
+        if self.kv.blocks_needed(peak) > self.runner.num_blocks:
             raise InvalidRequest(f"request needs more KV memory than the pool ({total} tokens)")
         if any(not 0 <= t < self.vocab_size for s in request.segments for t in s.token_ids):
             raise InvalidRequest("token id outside the vocabulary")
@@ -291,7 +306,7 @@ class EngineCore:
             waste = 0  # allocated slots holding no token: each sequence's unfilled tail
             for s in sched.running:
                 in_use.update(s.block_table)
-                waste += max(0, len(s.block_table) * bs - s.num_computed)
+                waste += max(0, len(s.block_table) * bs - (s.num_computed - s.kv_shift))
             slots = len(in_use) * bs
             cached = len(self.kv.tree_blocks - in_use)
             free = self.runner.allocator.num_free

@@ -31,12 +31,13 @@ class KVCacheManager:
     # --- keys -----------------------------------------------------------------------------
     def cache_key(self, seq: Seq, num_tokens: int | None = None) -> Key:
         """The cacheable part of a sequence as radix segments: segments up to the first one
-        without a namespace. Generated tokens extend the last segment only when every prompt
-        segment is cacheable (they belong to the request's own, narrowest namespace)."""
+        without a namespace or with a no-store one. Generated tokens extend the last segment
+        only when every prompt segment is cacheable (they belong to the request's own,
+        narrowest namespace)."""
         key: Key = []
         segments = seq.request.segments
         for seg in segments:
-            if seg.namespace is None:
+            if seg.namespace is None or not self.tree.stores(seg.namespace):
                 break
             key.append((seg.namespace, seg.token_ids))
         if key and len(key) == len(segments) and seq.num_generated:
@@ -61,6 +62,7 @@ class KVCacheManager:
     def match_and_pin(self, seq: Seq) -> None:
         """Reuse the longest cached prefix: check every block's owner, pin, take references."""
         assert not seq.block_table and seq.cache_node is None
+        self.expire()
         key = self.cache_key(seq)
         if not key:
             return
@@ -96,8 +98,9 @@ class KVCacheManager:
 
     # --- growth -----------------------------------------------------------------------------
     def ensure_blocks(self, seq: Seq, num_tokens: int) -> bool:
-        """Grow the block table to cover `num_tokens`; evict cached blocks if the pool is dry."""
-        need = self.blocks_needed(num_tokens) - len(seq.block_table)
+        """Grow the block table to cover `num_tokens` (less the tokens dropped from its KV);
+        evict cached blocks if the pool is dry."""
+        need = self.blocks_needed(num_tokens - seq.kv_shift) - len(seq.block_table)
         if need <= 0:
             return True
         ids = self.allocate(need)
@@ -125,9 +128,20 @@ class KVCacheManager:
         self.evicted_blocks += len(ids)
         return len(ids)
 
+    def expire(self) -> int:
+        """Free the blocks of prefixes unused past their namespace's retention TTL."""
+        ids = self.tree.expire()
+        if ids:
+            self._release_tree_refs(ids)
+        return len(ids)
+
     # --- insertion --------------------------------------------------------------------------
     def insert(self, seq: Seq, num_tokens: int) -> None:
-        """Index the sequence's first `num_tokens` computed tokens (full blocks) for reuse."""
+        """Index the sequence's first `num_tokens` computed tokens (full blocks) for reuse.
+        A sequence that dropped KV (window, eviction) no longer maps positions to its table,
+        and compressed KV is never shared: it inserts nothing."""
+        if seq.kv_shift:
+            return
         key = self.cache_key(seq, num_tokens)
         n_full = sum(len(t) for _, t in key) // self.block_size
         if n_full == 0 or (n_full <= len(seq.reused) and seq.cache_node is not None):

@@ -34,6 +34,7 @@ class MemoryPlan:
     workspace_bytes: int  # peak activation memory of a max-size step (CUDA; 0 on CPU)
     free_bytes: int | None  # device memory free after weights (CUDA; None on CPU)
     source: str  # "num_blocks", "kv_cache_gib" or "kv_fraction"
+    kv_dtype: str = "auto"  # KV element type: "auto" (= model dtype), "fp8" or "int8"
 
     @property
     def block_bytes(self) -> int:
@@ -50,13 +51,16 @@ class MemoryPlan:
     def summary(self) -> str:
         return (
             f"KV pool: {self.num_blocks} blocks x {self.block_size} tokens "
-            f"({self.kv_bytes / GIB:.2f} GiB, {self.bytes_per_token} bytes/token, "
+            f"({self.kv_bytes / GIB:.2f} GiB, {self.bytes_per_token} bytes/token "
+            f"as {self.kv_dtype}, "
             f"sized by {self.source}); weights {self.weights_bytes / GIB:.2f} GiB, "
             f"workspace {self.workspace_bytes / GIB:.2f} GiB"
         )
 
 
 def bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
+    """KV bytes of one token; `dtype` is the KV element type (1 byte for fp8/int8: the
+    per-layer, per-head scales are a fixed few bytes, not per token)."""
     elem = torch.empty((), dtype=dtype).element_size()
     return 2 * config.num_layers * config.num_kv_heads * config.head_dim * elem
 
@@ -64,9 +68,11 @@ def bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
 def plan_memory(config: ModelConfig, dtype: torch.dtype, device: torch.device, *,
                 block_size: int, weights_bytes: int, num_blocks: int | None = None,
                 kv_cache_gib: float | None = None, kv_fraction: float = 0.9,
-                measure_workspace: Callable[[], int] | None = None) -> MemoryPlan:
+                measure_workspace: Callable[[], int] | None = None,
+                kv_dtype: str = "auto") -> MemoryPlan:
     """Size the KV pool. `measure_workspace` runs a max-size dummy step and returns its peak
-    activation bytes; it is only called when the fraction of free CUDA memory decides."""
+    activation bytes; it is only called when the fraction of free CUDA memory decides.
+    `dtype` is the KV element dtype (the model dtype, or fp8/int8 named by `kv_dtype`)."""
     per_token = bytes_per_token(config, dtype)
     block = per_token * block_size
     workspace, free, source = 0, None, "num_blocks"
@@ -87,7 +93,8 @@ def plan_memory(config: ModelConfig, dtype: torch.dtype, device: torch.device, *
         )
     return MemoryPlan(device=str(device), bytes_per_token=per_token, block_size=block_size,
                       num_blocks=num_blocks, weights_bytes=weights_bytes,
-                      workspace_bytes=workspace, free_bytes=free, source=source)
+                      workspace_bytes=workspace, free_bytes=free, source=source,
+                      kv_dtype=kv_dtype)
 
 
 def measure_peak(device: torch.device, run: Callable[[], None]) -> int:

@@ -47,6 +47,37 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class KVPolicy:
+    """Per-request KV eviction inside the sequence (opt-in; None on a request = full KV).
+
+    "h2o" keeps `sink_tokens` first tokens, the `recent_tokens` newest ones and the
+    `heavy_tokens` middle tokens with the most accumulated attention; "adaptive" (FastGen-style)
+    profiles each attention head once and gives it the cheapest view (sinks only, sinks + a
+    local window, or everything kept) that holds `min_mass` of its attention, and spends the
+    same total budget where the heads need it. KV compressed this way is never cached for reuse.
+    """
+
+    kind: str = "h2o"  # "h2o" | "adaptive"
+    sink_tokens: int = 4
+    recent_tokens: int = 64
+    heavy_tokens: int = 64
+    min_mass: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("h2o", "adaptive"):
+            raise ValueError("KVPolicy.kind must be 'h2o' or 'adaptive'")
+        if self.sink_tokens < 0 or self.recent_tokens < 1 or self.heavy_tokens < 0:
+            raise ValueError("KVPolicy needs sink_tokens >= 0, recent_tokens >= 1, heavy >= 0")
+        if not 0.0 < self.min_mass <= 1.0:
+            raise ValueError("KVPolicy.min_mass must be in (0, 1]")
+
+    @property
+    def budget(self) -> int:
+        """KV tokens kept right after an eviction."""
+        return self.sink_tokens + self.recent_tokens + self.heavy_tokens
+
+
+@dataclass(frozen=True, slots=True)
 class EngineRequest:
     """One generation request.
 
@@ -62,6 +93,7 @@ class EngineRequest:
     priority: int = 0
     deadline_s: float | None = None
     max_kv_share: float | None = None
+    kv_policy: KVPolicy | None = None  # in-sequence KV eviction (opt-in)
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -16,6 +16,7 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.context import get_context
 from engine.kv_pool import KVPool
+from engine.kv_quant import KVScales
 from engine.rope import apply_rope, inv_frequencies, rope_cos_sin
 
 
@@ -24,13 +25,28 @@ def _param(*shape: int, device: torch.device, dtype: torch.dtype) -> nn.Paramete
     return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype), requires_grad=False)
 
 
+def _fused_kernels(device: torch.device) -> ModuleType | None:
+    """engine.attention.triton_fused on CUDA: RMSNorm, RoPE and SiLU-mul in one launch each,
+    rounded like the torch code below; None (the torch code) elsewhere or without triton."""
+    if device.type != "cuda":
+        return None
+    try:
+        from engine.attention import triton_fused
+    except ImportError:
+        return None
+    return triton_fused
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__()
         self.eps = eps
         self.weight = _param(size, device=device, dtype=dtype)
+        self.fused = _fused_kernels(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused.rms_norm(x, self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
@@ -47,6 +63,8 @@ class Attention(nn.Module):
         self.q_size = cfg.num_heads * cfg.head_dim
         self.kv_size = cfg.num_kv_heads * cfg.head_dim
         self.scale = cfg.head_dim**-0.5
+        fused = _fused_kernels(device)
+        self.rope = fused.apply_rope if fused is not None else apply_rope
         self.qkv_proj = _param(self.q_size + 2 * self.kv_size, cfg.hidden_size, device=device,
                                dtype=dtype)
         self.qkv_bias = (
@@ -60,6 +78,9 @@ class Attention(nn.Module):
         # Per-layer views of the KV pool, bound by ModelRunner (each [num_blocks, bs, Hkv, D]).
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+        self.kv_scales: KVScales | None = None  # set when the pool is fp8/int8
+        # Sliding-window attention (Mistral-style), in KV slots; None = full attention.
+        self.window: int | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         # x: [T, H]
@@ -67,18 +88,31 @@ class Attention(nn.Module):
         ctx = get_context()
         qkv = F.linear(x, self.qkv_proj, self.qkv_bias)
         q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-        q = apply_rope(q.view(-1, self.num_heads, self.head_dim), cos, sin)  # [T, Hq, D]
-        k = apply_rope(k.view(-1, self.num_kv_heads, self.head_dim), cos, sin)  # [T, Hkv, D]
+        q = self.rope(q.view(-1, self.num_heads, self.head_dim), cos, sin)  # [T, Hq, D]
+        k = self.rope(k.view(-1, self.num_kv_heads, self.head_dim), cos, sin)  # [T, Hkv, D]
         v = v.reshape(-1, self.num_kv_heads, self.head_dim)
         be = self.backend
-        be.store_kv(k, v, self.k_cache, self.v_cache, ctx.slot_mapping)
+        quant: dict[str, torch.Tensor] = {}
+        if self.kv_scales is not None:
+            if not ctx.is_decode:  # calibrate on a real prefill, never on (graph warm-up) decodes
+                self.kv_scales.observe(self.layer, k, v, self.k_cache.dtype)
+            quant = {"k_scale": self.kv_scales.k[self.layer],
+                     "v_scale": self.kv_scales.v[self.layer]}
+        be.store_kv(k, v, self.k_cache, self.v_cache, ctx.slot_mapping, **quant)
+        extra: dict[str, object] = dict(quant)
+        if self.window is not None:
+            extra["window"] = self.window
+        if ctx.head_mask is not None:
+            extra["head_mask"] = ctx.head_mask[self.layer]
+        if ctx.scores is not None:
+            extra["scores_out"] = ctx.scores[self.layer]
         if ctx.is_decode:
             out = be.paged_decode(q, self.k_cache, self.v_cache, ctx.block_tables, ctx.seq_lens,
-                                  self.scale, ctx.max_seq_len)
+                                  self.scale, ctx.max_seq_len, **extra)
         else:
             out = be.paged_attention(q, self.k_cache, self.v_cache, ctx.block_tables,
                                      ctx.seq_lens, ctx.query_start_loc, self.scale,
-                                     ctx.max_query_len, ctx.max_seq_len)
+                                     ctx.max_query_len, ctx.max_seq_len, **extra)
         return F.linear(out.reshape(-1, self.q_size), self.o_proj, self.o_bias)
 
 
@@ -88,8 +122,11 @@ class MLP(nn.Module):
         self.inter = cfg.intermediate_size
         self.gate_up_proj = _param(2 * self.inter, cfg.hidden_size, device=device, dtype=dtype)
         self.down_proj = _param(cfg.hidden_size, self.inter, device=device, dtype=dtype)
+        self.fused = _fused_kernels(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return F.linear(self.fused.silu_mul(F.linear(x, self.gate_up_proj)), self.down_proj)
         gate, up = F.linear(x, self.gate_up_proj).split(self.inter, dim=-1)
         return F.linear(F.silu(gate) * up, self.down_proj)
 
@@ -128,13 +165,20 @@ class CausalLM(nn.Module):
                              persistent=False)
 
     def bind_kv(self, pool: KVPool) -> None:
-        """Each layer keeps views of its K and V caches in the pool."""
+        """Each layer keeps views of its K and V caches in the pool (and the pool's scales)."""
         for i, layer in enumerate(self.layers):
             layer.self_attn.k_cache, layer.self_attn.v_cache = pool.layer(i)
+            layer.self_attn.kv_scales = pool.scales
 
     def unbind_kv(self) -> None:
         for layer in self.layers:
             layer.self_attn.k_cache = layer.self_attn.v_cache = None
+            layer.self_attn.kv_scales = None
+
+    def set_window(self, window: int | None) -> None:
+        """Sliding-window attention over the last `window` KV slots (None: full attention)."""
+        for layer in self.layers:
+            layer.self_attn.window = window
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         # input_ids, positions: int64 [T] -> hidden [T, H]

@@ -18,6 +18,7 @@ from engine.engine_stats import EngineMetrics
 from engine.errors import EngineError, EngineOverloaded, IsolationViolation
 from engine.fair_queue import FairQueue
 from engine.kv_cache_manager import KVCacheManager
+from engine.kv_eviction import peak_kv_tokens
 from engine.sequence import SeqStatus, Sequence
 
 
@@ -36,8 +37,10 @@ class ScheduledChunk:
 
 
 class Scheduler:
-    def __init__(self, config: EngineConfig, kv: KVCacheManager, metrics: EngineMetrics) -> None:
+    def __init__(self, config: EngineConfig, kv: KVCacheManager, metrics: EngineMetrics,
+                 window: int | None = None) -> None:
         self.config = config
+        self.window = window  # sliding-window attention: KV is capped near this many tokens
         self.kv = kv
         self.metrics = metrics
         self.waiting = FairQueue()
@@ -48,8 +51,11 @@ class Scheduler:
 
     # --- accounting ---------------------------------------------------------------------------
     def lifetime_blocks(self, seq: Sequence) -> int:
-        """Blocks a sequence may hold by its end (prompt + max_tokens)."""
-        return self.kv.blocks_needed(seq.max_total_tokens)
+        """Blocks a sequence may hold at once by its end: prompt + max_tokens, or less under a
+        sliding window or an eviction policy (engine.kv_eviction.peak_kv_tokens)."""
+        peak = peak_kv_tokens(seq.num_prompt_tokens, seq.max_total_tokens, self.kv.block_size,
+                              seq.request.kv_policy, self.window)
+        return self.kv.blocks_needed(peak)
 
     def outstanding_reservations(self) -> int:
         """Blocks running sequences may still allocate (pessimistic reservations not yet used)."""
@@ -148,6 +154,9 @@ class Scheduler:
         seq.num_computed = 0
         seq.num_cached_tokens = 0
         seq.reused = ()
+        seq.kv_shift = 0
+        if seq.eviction is not None:
+            seq.eviction.reset()
 
     def _expire_waiting(self, failures: list[tuple[Sequence, EngineError]]) -> None:
         now = time.monotonic()

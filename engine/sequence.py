@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from engine.messages import EngineRequest, ReusedBlock
 
 if TYPE_CHECKING:
+    from engine.kv_eviction import EvictionState
     from engine.stop_checker import StopChecker
 
 
@@ -53,6 +54,10 @@ class Sequence:
     preemptions: int = 0
     # Per-request RNG (seeded when the request gives a seed) so sampling is reproducible.
     generator: object | None = None
+    # Tokens dropped from the KV (sliding window, eviction): position p lives at slot
+    # p - kv_shift of block_table. A sequence with kv_shift > 0 is never inserted for reuse.
+    kv_shift: int = 0
+    eviction: EvictionState | None = None  # set when the request carries a KVPolicy
 
     def __post_init__(self) -> None:
         if not self.token_ids:

@@ -1,7 +1,8 @@
 """Gateway settings: one frozen dataclass, filled from `PREFIXGATE_*` variables and CLI flags.
 
-Every field has an embedded default (SQLite under ./data, the tiny local model under
-./data/model, CPU when there is no GPU), so `prefixgate serve` runs with no configuration.
+Every field has an embedded default (SQLite under ./data, the shipped demo model
+models/prefixgate-demo — or the tiny local model under ./data/model without it —, CPU when
+there is no GPU), so `prefixgate serve` runs with no configuration.
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tenants.audit_signing import DEFAULT_CHECKPOINT_EVERY
+from tenants.server_key import KEY_FILE_NAME
+
 ENV_PREFIX = "PREFIXGATE_"
+# The embedded default model trained by bench/train_demo_model.py, shipped in the repository.
+DEMO_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "prefixgate-demo"
 # Short names matching the CLI flags (--model, --db) are accepted too.
 _ENV_ALIASES = {"model_dir": "MODEL", "db_url": "DB"}
 ADMIN_TOKEN_FILE = "admin_token"
@@ -39,6 +45,14 @@ class Settings:
     max_n: int = 8
     auth_cache_ttl_s: float = 1.0
     log_level: str = "warning"
+    # Audit signing key: PEM or base64 text, else the key file (None: <data_dir>/
+    # audit_signing_key.pem, generated with mode 0600 on first start).
+    audit_signing_key: str | None = field(default=None, repr=False)
+    audit_signing_key_file: Path | None = None
+    audit_checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    # Where rate-limit buckets live: "local" (this process), "db" or "redis" (shared by replicas).
+    rate_limit_store: str = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -49,14 +63,27 @@ class Settings:
             raise ValueError(f"kv_gib must be > 0, got {self.kv_gib}")
         if self.default_max_tokens < 1 or self.max_n < 1:
             raise ValueError("default_max_tokens and max_n must be >= 1")
+        if self.audit_checkpoint_every < 1:
+            raise ValueError(
+                f"audit_checkpoint_every must be >= 1, got {self.audit_checkpoint_every}"
+            )
 
     @property
     def resolved_model_dir(self) -> Path:
-        return self.model_dir if self.model_dir is not None else self.data_dir / "model"
+        """The configured model; else the shipped demo model; else <data_dir>/model (tiny)."""
+        if self.model_dir is not None:
+            return self.model_dir
+        if (DEMO_MODEL_DIR / "config.json").is_file():
+            return DEMO_MODEL_DIR
+        return self.data_dir / "model"
 
     @property
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'prefixgate.db'}"
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_signing_key_file or self.data_dir / KEY_FILE_NAME
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,9 +118,10 @@ class Settings:
         return replace(self, admin_token=token), True
 
 
-_INT = {"port", "max_num_seqs", "max_queue", "default_max_tokens", "max_n"}
+_INT = {"port", "max_num_seqs", "max_queue", "default_max_tokens", "max_n",
+        "audit_checkpoint_every"}
 _FLOAT = {"kv_fraction", "kv_gib", "queue_timeout_s", "auth_cache_ttl_s"}
-_PATH = {"data_dir", "model_dir"}
+_PATH = {"data_dir", "model_dir", "audit_signing_key_file"}
 
 
 def _parse(name: str, raw: str) -> Any:

@@ -9,6 +9,7 @@ from radix.eviction import EvictionPolicy, retain_limit
 from radix.integrity import check_tree
 from radix.key import Key, build_key
 from radix.node import Node
+from radix.retention import RetentionPolicy
 from radix.types import (
     DetachedNodeError,
     InsertResult,
@@ -35,6 +36,7 @@ class RadixTree:
         capacity_blocks: int | None = None,
         retain_cap: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        default_ttl_s: float | None = None,
     ) -> None:
         if block_size not in (16, 32):
             raise ValueError(f"block_size must be 16 or 32, got {block_size}")
@@ -47,6 +49,7 @@ class RadixTree:
         self._clock = clock
         self._root = Node(_ROOT_NS, (), (), None, 0.0)
         self._policy = EvictionPolicy(retain_limit(retain_cap, capacity_blocks))
+        self._retention = RetentionPolicy(default_ttl_s)
         self._ns_nodes: dict[bytes, set[Node]] = {}
         self._held: set[int] = set()
         self._num_nodes = 0
@@ -64,14 +67,16 @@ class RadixTree:
 
         Refreshes the LRU time of the matched nodes and the hit statistics; ref counts are
         untouched (pin the returned node to keep the blocks). The last matched node is split
-        at the match end, so the handle covers exactly the matched blocks.
+        at the match end, so the handle covers exactly the matched blocks. Expired nodes
+        (past their namespace's TTL) end the match; no-store namespaces are not looked up.
         """
-        key = build_key(segments, self.block_size)
+        key = build_key(self._retention.storable(segments), self.block_size)
         node, pos, path = self._descend(key)
         self._count_lookup(key)
+        now = self._clock()
+        node, pos, path = self._unexpired(node, pos, path, now)
         if not path:
             return Match((), (), 0, self._root)
-        now = self._clock()
         ids: tuple[int, ...] = ()
         owners: tuple[bytes, ...] = ()
         hits = self._ns_hits
@@ -98,13 +103,16 @@ class RadixTree:
         bs = self.block_size
         key = build_key(segments, bs)
         num_full = key.full // bs
+        storable = self._retention.storable(segments)
+        if len(storable) < len(segments):
+            key = build_key(storable, bs)
         if len(block_ids) < num_full:
             raise ValueError(f"need {num_full} block ids, got {len(block_ids)}")
         node, pos, path = self._descend(key)
         cached: list[int] = []
         for n in path:
             cached += n.block_ids
-        mine = list(block_ids[:num_full])
+        mine = list(block_ids[: key.full // bs])
         fresh = mine[len(cached) :]
         redundant: list[int] = []
         if mine[: len(cached)] != cached:
@@ -214,6 +222,7 @@ class RadixTree:
             if top.alive:
                 self._detach(top, freed)
         self._ns_nodes.pop(namespace, None)
+        self._retention.forget(namespace)
         self._ns_hits.pop(namespace, None)
         self._ns_lookups.pop(namespace, None)
         self._policy.forget_namespace(namespace)
@@ -237,6 +246,41 @@ class RadixTree:
         retain_cap * capacity_blocks; beyond that they are evicted last, LRU first."""
         self._policy.retain(namespace, keep)
         self._rebuild_queues()
+
+    def set_retention(self, namespace: bytes, ttl_s: float | None, store: bool = True) -> None:
+        """How long the namespace's unused blocks may stay (None: until LRU eviction; at most
+        24 h), and whether it is cached at all (`store=False`: never inserted nor looked up)."""
+        self._retention.set(namespace, ttl_s, store)
+
+    def stores(self, namespace: bytes) -> bool:
+        """False for a no-store namespace: the engine leaves it (and what follows) uncached."""
+        return self._retention.stores(namespace)
+
+    def expire(self) -> list[int]:
+        """Remove every unpinned node unused for longer than its namespace's TTL, with its
+        subtree. Cheap until the earliest deadline passes. Returns the freed block ids."""
+        now = self._clock()
+        retention = self._retention
+        if now < retention.sweep_at:
+            return []
+        freed: list[int] = []
+        retention.sweep_at = float("inf")
+        stack = list(self._root.children.values())
+        while stack:
+            n = stack.pop()
+            if retention.expired(n.namespace, n.last_access, now):
+                if n.ref == 0:
+                    self._detach(n, freed)
+                    continue
+                retention.sweep_at = min(retention.sweep_at, now + 1.0)  # retry once unpinned
+            else:
+                ttl = retention.ttl(n.namespace)
+                if ttl is not None:
+                    retention.sweep_at = min(retention.sweep_at, n.last_access + ttl)
+            stack.extend(n.children.values())
+        if freed:
+            self._rebuild_queues()
+        return freed
 
     # --- statistics ------------------------------------------------------------------------
     def stats(self) -> RadixStats:
@@ -307,6 +351,18 @@ class RadixTree:
                     return node, pos, path
         return node, pos, path
 
+    def _unexpired(
+        self, node: Node, pos: int, path: list[Node], now: float
+    ) -> tuple[Node, int, list[Node]]:
+        """Cut a matched path at its first expired node (what lies below it is unreachable
+        until it is swept: `expire` frees the whole subtree)."""
+        retention = self._retention
+        for i, n in enumerate(path):
+            if retention.expired(n.namespace, n.last_access, now):
+                kept = path[:i]
+                return (kept[-1] if kept else self._root), sum(len(k.tokens) for k in kept), kept
+        return node, pos, path
+
     def _split(self, child: Node, k: int) -> Node:
         """Cut `child` after k tokens; the new top half takes its place under the parent.
         NOTE: the bottom half stays the same object, so handles (pins) keep pointing at the
@@ -338,6 +394,7 @@ class RadixTree:
         self._held.update(ids)
         self._cached += len(ids)
         self._policy.add_blocks(ns, len(ids))
+        self._retention.touched(ns, now)
         return node
 
     def _check_new_ids(self, fresh: list[int], redundant: list[int]) -> None:

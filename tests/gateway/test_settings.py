@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Settings
+from gateway.settings import DEMO_MODEL_DIR, Settings
 
 
 def test_defaults_env_and_overrides(tmp_path: Path) -> None:
     s = Settings.from_env({})
-    assert s.resolved_model_dir == Path("data/model")
+    assert s.resolved_model_dir == DEMO_MODEL_DIR  # the shipped demo model
+    assert (DEMO_MODEL_DIR / "model.safetensors").is_file()
     assert s.resolved_db_url == "sqlite:///data/prefixgate.db"
     env = {"PREFIXGATE_PORT": "9001", "PREFIXGATE_DATA_DIR": str(tmp_path),
            "PREFIXGATE_KV_GIB": "0.5", "PREFIXGATE_DEVICE": "cpu"}

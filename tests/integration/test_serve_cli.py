@@ -1,4 +1,5 @@
-"""`prefixgate serve` from nothing: writes the tiny model, migrates, prints, keeps its token."""
+"""`prefixgate serve` from nothing: loads the shipped demo model, migrates, prints, keeps its
+token."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_serve_with_embedded_defaults_and_restart(tmp_path: Path) -> None:
     proc = _serve(tmp_path, port)
     _wait_ready(proc, port)
     out = _stop(proc)
-    assert "writing the tiny local model" in out and f"http://127.0.0.1:{port}" in out
+    assert "prefixgate-demo" in out and f"http://127.0.0.1:{port}" in out
     token_file = tmp_path / "data" / "admin_token"
     token = token_file.read_text().strip()
     assert token in out and stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -62,4 +63,4 @@ def test_serve_with_embedded_defaults_and_restart(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json() == {"data": []}
     finally:
         out = _stop(proc)
-    assert token not in out and "writing the tiny local model" not in out
+    assert token not in out and "prefixgate-demo" in out
