@@ -298,19 +298,27 @@ def prepare_step(batch: StepBatch, *, block_size: int, num_blocks: int, max_mode
     width = max(len(t) for t in tables)
     padded = [[*t, *([t[0]] * (width - len(t)))] for t in tables]
     ctx = AttentionContext(
-        slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
-        block_tables=torch.tensor(padded, dtype=torch.int32, device=device),
-        seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
-        query_start_loc=torch.tensor(qsl, dtype=torch.int32, device=device),
+        slot_mapping=_to_device(slots, torch.int64, device),
+        block_tables=_to_device(padded, torch.int32, device),
+        seq_lens=_to_device(seq_lens, torch.int32, device),
+        query_start_loc=_to_device(qsl, torch.int32, device),
         max_query_len=max(len(c.token_ids) for c in batch.seqs),
         max_seq_len=max(seq_lens),
     )
     return _StepInputs(
-        input_ids=torch.tensor(ids, dtype=torch.int64, device=device),
-        positions=torch.tensor(positions, dtype=torch.int64, device=device),
+        input_ids=_to_device(ids, torch.int64, device),
+        positions=_to_device(positions, torch.int64, device),
         context=ctx,
-        last_rows=torch.tensor([q - 1 for q in qsl[1:]], dtype=torch.int64, device=device),
+        last_rows=_to_device([q - 1 for q in qsl[1:]], torch.int64, device),
     )
+
+
+def _to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host list as a device tensor. On CUDA the copy comes from pinned memory and does not
+    block the host, so the step's kernels are queued without waiting for it."""
+    if device.type != "cuda":
+        return torch.tensor(values, dtype=dtype, device=device)
+    return torch.tensor(values, dtype=dtype, pin_memory=True).to(device, non_blocking=True)
 
 
 def _measure_workspace(model: CausalLM, config: ModelConfig, block_size: int,
