@@ -116,15 +116,19 @@ def cuda_runner(tiny_llama_dir) -> ModelRunner:
 
 
 def _greedy(runner: ModelRunner, prompts: list[list[int]], tables: list[list[int]],
-            steps: int) -> tuple[list[torch.Tensor], list[list[int]]]:
-    """Prefill each prompt alone (a one-sequence chunk), then decode the batch greedily."""
+            steps: int, forced: list[list[int]] | None = None
+            ) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """Prefill each prompt alone (a one-sequence chunk), then decode the batch greedily — or,
+    with `forced`, feed those tokens (teacher forcing), so two runs compare logits of the same
+    sequences even where bf16 rounding flips a near-tie argmax."""
     logits = [runner.step(StepBatch([SeqChunk(p, 0, t)]))[0] for p, t in zip(prompts, tables,
                                                                           strict=True)]
     seen = [torch.stack(logits)]
     tokens = [[int(x.argmax())] for x in logits]
     for i in range(steps):
-        batch = StepBatch([SeqChunk([toks[-1]], len(p) + i, t)
-                           for p, t, toks in zip(prompts, tables, tokens, strict=True)])
+        feed = [f[i] for f in forced] if forced else [toks[-1] for toks in tokens]
+        batch = StepBatch([SeqChunk([tok], len(p) + i, t)
+                           for p, t, tok in zip(prompts, tables, feed, strict=True)])
         out = runner.step(batch)
         seen.append(out)
         for toks, row in zip(tokens, out, strict=True):
@@ -149,8 +153,9 @@ def test_graphed_prefill_and_decode_match_eager_on_cuda(tiny_llama_dir, dtype, t
         runner.graphs = graphs
         tables = [runner.allocator.allocate(-(-(len(p) + steps + 1) // runner.block_size))
                   for p in prompts]
+        forced = results[0][1] if results else None  # eager follows the graphed tokens
         try:
-            results.append(_greedy(runner, prompts, tables, steps))
+            results.append(_greedy(runner, prompts, tables, steps, forced))
         finally:
             runner.graphs = captured
             for t in tables:
