@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.prefixgate-installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean soak
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ run: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# 60 s at 3x the measured capacity with the tiny model (bench/soak.py; figures in bench/RESULTS.md).
+soak: venv
+	OMP_NUM_THREADS=1 $(BIN)/python -m bench.soak --seconds 60
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,8 +10,11 @@ request is total − engine (the engine's own `total_s`). Phases:
    overhead under load;
 3. in process, on a real Runtime (registry + engine, no HTTP): each step of the gateway's
    path timed alone (auth, decode, canonicalization + namespaces, engine, JSON, audit
-   append), and the peer: the same prompts submitted straight to the AsyncEngine (no HTTP,
-   auth or audit) -> requests/s of the engine alone, the ceiling the gateway is compared to.
+   write through the group-commit AuditWriter, compared with the per-record
+   AuditStore.append it replaced, one at a time and `--concurrency` records at once), and the
+   peer: the same prompts submitted
+   straight to the AsyncEngine (no HTTP, auth or audit) -> requests/s of the engine alone,
+   the ceiling the gateway is compared to.
 
 The server runs in a subprocess (`prefixgate serve` on the tiny model, CPU, SQLite), so the
 load generator and the server do not share a GIL; on a 2-core box they still share the cores.
@@ -30,11 +33,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+    from tenants.schemas import AuditEntry
 
 ADMIN = "pga_bench-admin-token"
 SYSTEM = "You are the support assistant of ACME. Answer in one short sentence. " * 4
@@ -179,7 +187,9 @@ async def in_process(
 
     steps: dict[str, list[float]] = {k: [] for k in (
         "auth", "decode", "canonicalize+namespaces", "engine (submit->result)",
-        "engine own total_s", "render JSON", "audit append (thread)")}
+        "engine own total_s", "render JSON", "audit write (group commit)",
+        "peer: AuditStore.append", f"{concurrency} at once: append each",
+        f"{concurrency} at once: group commit")}
     for i in tqdm(range(n // 2), desc="breakdown", leave=False):
         raw = msgspec.json.encode(body(model, i, max_tokens))
         t0 = time.perf_counter()
@@ -195,13 +205,22 @@ async def in_process(
         ChatRenderer().full(job, job.outputs, usage_of(job, job.outputs))
         t5 = time.perf_counter()
         entry = rt.inference.audit_entry(job, "ok", None)
-        await anyio.to_thread.run_sync(rt.audit.append, entry)
-        t6 = time.perf_counter()
+        write, append = await _audit_pair(rt, entry, writer_first=i % 2 == 0)
         result = job.outputs[0].result
         assert result is not None
-        for name, secs in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, result.total_s,
-                                      t5 - t4, t6 - t5), strict=True):
+        for name, secs in zip(list(steps)[:8], (t1 - t0, t2 - t1, t3 - t2, t4 - t3,
+                                                result.total_s, t5 - t4, write, append),
+                              strict=True):
             steps[name].append(secs * 1e3)
+    for i in tqdm(range(50), desc=f"audit: {concurrency} at once", leave=False):
+        burst = [replace(entry, request_id=f"burst-{i}-{k}") for k in range(concurrency)]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(anyio.to_thread.run_sync(rt.audit.append, e) for e in burst))
+        t1 = time.perf_counter()
+        await asyncio.gather(*(rt.audit_writer.write(e) for e in burst))
+        t2 = time.perf_counter()
+        steps[f"{concurrency} at once: append each"].append((t1 - t0) * 1e3)
+        steps[f"{concurrency} at once: group commit"].append((t2 - t1) * 1e3)
 
     canon = rt.canonicalizer
     variant = await rt.variants.resolve(tenant.id, "support", None)
@@ -228,8 +247,32 @@ async def in_process(
     elapsed = time.perf_counter() - t0
     bar.close()
     await engine.stop()
+    await anyio.to_thread.run_sync(rt.flush_audit)
     rt.db.dispose()
     return n / elapsed, steps
+
+
+async def _audit_pair(rt: Runtime, entry: AuditEntry, writer_first: bool) -> tuple[float, float]:
+    """Seconds of one group-commit write and one AuditStore.append (the path it replaced), in
+    alternating order so neither always runs right after the engine step."""
+    import anyio.to_thread
+
+    async def write() -> float:
+        t0 = time.perf_counter()
+        await rt.audit_writer.write(entry)
+        return time.perf_counter() - t0
+
+    async def append() -> float:
+        t0 = time.perf_counter()
+        copy = replace(entry, request_id="p" + entry.request_id)
+        await anyio.to_thread.run_sync(rt.audit.append, copy)
+        return time.perf_counter() - t0
+
+    if writer_first:
+        first = await write()
+        return first, await append()
+    second = await append()
+    return await write(), second
 
 
 def report(name: str, samples: list[Sample]) -> None:

@@ -6,7 +6,9 @@ validation and routing errors, and anything unexpected — becomes
 `{"error": {"message", "type", "code", "param"}}` with the right status (and `Retry-After` on
 429/503). Messages are written here or come from typed errors whose text names only the
 caller's own objects; unexpected errors are logged and answered with a generic 500, never a
-stack trace.
+stack trace. A database that cannot be reached (connection refused, file gone, pool exhausted)
+is a 503 with Retry-After: the request may succeed once it is back, and the log names only the
+driver's error class, never the statement or its parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy import exc as db_errors
 
 from engine import errors as engine_errors
 from gateway.canonical import PromptError, UnsupportedChatTemplate
@@ -37,6 +40,14 @@ _TYPE_BY_STATUS = {
     429: "rate_limit_error",
     503: "service_unavailable_error",
 }
+# Errors that mean "the database is not reachable now", as opposed to a bug in a statement.
+_DB_UNAVAILABLE = (
+    db_errors.OperationalError,
+    db_errors.InterfaceError,
+    db_errors.DisconnectionError,
+    db_errors.TimeoutError,
+)
+DB_RETRY_AFTER_S = 5.0
 
 
 class ApiError(Exception):
@@ -91,8 +102,17 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), "invalid_prompt", exc.param)
     if isinstance(exc, ValidationException):
         return _validation(exc)
+    if isinstance(exc, _DB_UNAVAILABLE):
+        orig = getattr(exc, "orig", None)
+        log.warning("database unavailable: %s", type(orig or exc).__name__)
+        return ApiError(
+            503, "The database is unavailable; retry later.", "database_unavailable", None,
+            DB_RETRY_AFTER_S,
+        )
     if isinstance(exc, UnicodeDecodeError):  # Litestar decodes the body lazily, in the handler
         return ApiError(400, "The request body is not valid UTF-8.", "invalid_encoding")
+    if isinstance(exc, RecursionError):  # the JSON decoder on a body nested too deeply
+        return ApiError(400, "The request body is nested too deeply.", "invalid_json")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         return ApiError(exc.status_code, exc.detail, _http_code(exc.status_code))
     if isinstance(exc, UnsupportedChatTemplate):

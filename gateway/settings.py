@@ -45,6 +45,8 @@ class Settings:
     max_n: int = 8
     auth_cache_ttl_s: float = 1.0
     log_level: str = "warning"
+    # OTLP/HTTP collector for request traces (e.g. http://otel-collector:4318); None: no tracing.
+    otlp_endpoint: str | None = None
     # Audit signing key: PEM or base64 text, else the key file (None: <data_dir>/
     # audit_signing_key.pem, generated with mode 0600 on first start).
     audit_signing_key: str | None = field(default=None, repr=False)

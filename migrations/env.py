@@ -13,6 +13,8 @@ from tenants.models.base import UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+# Arbitrary 63-bit key of prefixgate's schema-migration advisory lock on PostgreSQL.
+_MIGRATION_LOCK = 0x70726566_69786700
 
 
 def render_item(kind: str, obj: Any, autogen: AutogenContext) -> str | bool:
@@ -46,6 +48,11 @@ def run_online() -> None:
             render_item=render_item,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # NOTE: replicas, the migration Job and `serve` may all upgrade at once on a
+                # first deploy; one transaction-scoped advisory lock runs them one after another
+                # (the later ones then find the schema at head and do nothing).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             context.run_migrations()
     engine.dispose()
 

@@ -38,6 +38,7 @@ _MAX_LIMIT = 1000
 _PLAIN_JSON = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII except backslash
 _SORTED_JSON = msgspec.json.Encoder(order="sorted")
 ENTRY_FIELDS: tuple[str, ...] = tuple(AuditEntry.__dataclass_fields__)
+_HASHED_ALWAYS = tuple(name for name in ENTRY_FIELDS if name != "reused_block_ids")
 
 
 def record_hash(prev_hash: str, seq: int, created_at: datetime, entry: AuditEntry) -> str:
@@ -46,9 +47,16 @@ def record_hash(prev_hash: str, seq: int, created_at: datetime, entry: AuditEntr
 
 
 def fields_hash(prev_hash: str, seq: int, created_at: datetime, fields: Mapping[str, Any]) -> str:
-    """`record_hash` from a mapping holding every AuditEntry field (a row, a JSON object)."""
-    body: dict[str, Any] = {name: fields[name] for name in ENTRY_FIELDS}
+    """`record_hash` from a mapping holding every AuditEntry field (a row, a JSON object).
+
+    `reused_block_ids` enters the hash only when non-empty: records written before it existed
+    (NULL, or a row or export without the key) keep the encoding they were hashed with.
+    """
+    body: dict[str, Any] = {name: fields[name] for name in _HASHED_ALWAYS}
     body["reused_namespaces"] = list(body["reused_namespaces"])
+    block_ids = fields.get("reused_block_ids")
+    if block_ids:
+        body["reused_block_ids"] = [[block, ns] for block, ns in block_ids]
     body["seq"] = seq
     body["created_at"] = created_at.isoformat(timespec="microseconds")
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(body)).hexdigest()
@@ -143,6 +151,7 @@ def append_entries(
         created_at = utcnow()
         fields = asdict(entry)
         fields["reused_namespaces"] = tuple(entry.reused_namespaces)
+        fields["reused_block_ids"] = tuple(entry.reused_block_ids)
         digest = fields_hash(prev_hash, seq, created_at, fields)
         views.append(AuditRecordView(seq=seq, created_at=created_at, prev_hash=prev_hash,
                                      hash=digest, **fields))
@@ -181,6 +190,7 @@ def checkpoint_view(row: AuditCheckpoint) -> CheckpointView:
 def _row(view: AuditRecordView) -> dict[str, Any]:
     row = asdict(view)
     row["reused_namespaces"] = list(view.reused_namespaces)
+    row["reused_block_ids"] = [[block, ns] for block, ns in view.reused_block_ids]
     return row
 
 
@@ -212,5 +222,22 @@ def check_entry(entry: AuditEntry) -> None:
         not isinstance(ns, str) or _HEX.fullmatch(ns) is None for ns in entry.reused_namespaces
     ):
         raise Invalid("reused_namespaces must be a tuple of lowercase hex strings")
+    check_block_ids(entry)
     if not isinstance(entry.outcome, str) or _OUTCOME.fullmatch(entry.outcome) is None:
         raise Invalid("outcome must be a short lowercase word such as 'ok' or 'rejected'")
+
+
+def check_block_ids(entry: AuditEntry) -> None:
+    """(block id, owner hex) pairs that agree with the block count and the distinct owners."""
+    pairs = entry.reused_block_ids
+    if not isinstance(pairs, tuple) or any(
+        not isinstance(pair, tuple) or len(pair) != 2
+        or isinstance(pair[0], bool) or not isinstance(pair[0], int) or pair[0] < 0
+        or not isinstance(pair[1], str) or _HEX.fullmatch(pair[1]) is None
+        for pair in pairs
+    ):
+        raise Invalid("reused_block_ids must be a tuple of (block id, lowercase hex) pairs")
+    if pairs and (len(pairs) != entry.reused_blocks
+                  or set(entry.reused_namespaces) != {ns for _, ns in pairs}):
+        raise Invalid("reused_block_ids must list reused_blocks blocks owned by "
+                      "reused_namespaces")

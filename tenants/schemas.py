@@ -11,6 +11,8 @@ from tenants.errors import Invalid
 
 TenantStatus = Literal["active", "suspended"]
 CachePolicy = Literal["tenant", "user", "off"]
+# Quotas and versions are stored in INTEGER columns: 32-bit on PostgreSQL.
+DB_INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +35,10 @@ class Quotas:
         for name in ("requests_per_min", "tokens_per_min"):
             value = getattr(self, name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+                isinstance(value, bool) or not isinstance(value, int)
+                or not 0 < value <= DB_INT_MAX
             ):
-                raise Invalid(f"quotas.{name} must be a positive integer")
+                raise Invalid(f"quotas.{name} must be an integer in 1..{DB_INT_MAX}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,8 @@ class AuditEntry:
     completion_tokens: int = 0
     reused_blocks: int = 0
     reused_namespaces: tuple[str, ...] = ()
+    reused_block_ids: tuple[tuple[int, str], ...] = ()
+    """Every reused block as (block id, owner namespace hex), in prompt order (DESIGN rule 5)."""
     outcome: str = "ok"
     error_code: str | None = None
     trace_id: str | None = None
@@ -142,6 +147,8 @@ class AuditRecordView:
     completion_tokens: int
     reused_blocks: int
     reused_namespaces: tuple[str, ...]
+    reused_block_ids: tuple[tuple[int, str], ...]
+    """Empty for records written before block ids were recorded (migration 0003)."""
     outcome: str
     error_code: str | None
     trace_id: str | None

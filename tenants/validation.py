@@ -8,7 +8,7 @@ import unicodedata
 from typing import get_args
 
 from tenants.errors import Invalid
-from tenants.schemas import CachePolicy, TenantStatus
+from tenants.schemas import DB_INT_MAX, CachePolicy, TenantStatus
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -36,8 +36,8 @@ def check_status(value: object) -> TenantStatus:
 
 
 def check_version(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid("version must be a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= DB_INT_MAX:
+        raise Invalid(f"version must be an integer in 1..{DB_INT_MAX}")
     return value
 
 

@@ -72,6 +72,11 @@ def public_prefix_view(row: PublicPrefix) -> PublicPrefixView:
     )
 
 
+def block_ids_of(stored: list[list[int | str]] | None) -> tuple[tuple[int, str], ...]:
+    """Stored `reused_block_ids` JSON ([[id, ns], ...] or NULL for old records) as a tuple."""
+    return tuple((int(block), str(ns)) for block, ns in stored or ())
+
+
 def audit_view(row: AuditRecord) -> AuditRecordView:
     return AuditRecordView(
         seq=row.seq,
@@ -87,6 +92,7 @@ def audit_view(row: AuditRecord) -> AuditRecordView:
         completion_tokens=row.completion_tokens,
         reused_blocks=row.reused_blocks,
         reused_namespaces=tuple(row.reused_namespaces),
+        reused_block_ids=block_ids_of(row.reused_block_ids),
         outcome=row.outcome,
         error_code=row.error_code,
         trace_id=row.trace_id,

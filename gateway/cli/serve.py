@@ -5,15 +5,39 @@ Defaults: data dir ./data, SQLite file under it, the tiny local model under data
 is also a `PREFIXGATE_<NAME>` variable. Runs the DB migrations, loads the model (progress
 bar), prints where it listens and the admin token (in full only when it was just generated,
 so restarts do not spill it into logs), then serves with uvicorn.
+
+SIGTERM (and Ctrl-C) drain gracefully: uvicorn stops accepting connections and waits up to
+`DRAIN_TIMEOUT_S` for in-flight requests — streams included — to finish (past that they are
+cancelled, and each is audited as aborted); then the app's lifespan stops the engine and
+signs the audit head, and the process exits 0. Every audit record is committed before its
+response completes, so nothing acknowledged is left to flush. uvicorn re-raises the signal
+after its shutdown; the handler installed here turns that into a clean exit, and a signal that
+arrives before uvicorn listens (during migration or model load) exits at once.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 
 from gateway.settings import Settings
+
+DRAIN_TIMEOUT_S = 30
+
+
+def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
+def shown_url(url: str) -> str:
+    """The database URL as printed: a password in it is masked (logs are not secret)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @click.command()
@@ -42,6 +66,7 @@ def cli(**flags: object) -> None:
     from gateway.app import create_app, engine_config
     from tenants.migrate import upgrade
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         settings = Settings.from_env(**flags)
     except ValueError as exc:
@@ -49,7 +74,7 @@ def cli(**flags: object) -> None:
     configured = bool(settings.admin_token)
     settings, generated = settings.with_admin_token()
     _ensure_model(settings)
-    click.echo(f"database: {settings.resolved_db_url} (migrating to head)")
+    click.echo(f"database: {shown_url(settings.resolved_db_url)} (migrating to head)")
     upgrade(settings.resolved_db_url)
     click.echo(f"loading model from {settings.resolved_model_dir} ...")
     engine = AsyncEngine.load(engine_config(settings))
@@ -65,7 +90,11 @@ def cli(**flags: object) -> None:
         click.echo("admin token: as configured (--admin-token / PREFIXGATE_ADMIN_TOKEN)")
     else:
         click.echo(f"admin token: in {token_file}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+    )
+    uvicorn.Server(config).run()
 
 
 def _ensure_model(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Admin API: reviewing the audit trail."""
+"""Admin API: reviewing the audit trail and checking that it is the one the server wrote."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from litestar.params import FromQuery, Parameter
 
 from gateway.auth import admin_guard
 from gateway.runtime import Runtime
-from gateway.schemas.admin import AuditList, AuditRecordRead
+from gateway.schemas.admin import AuditList, AuditRecordRead, AuditVerifyRead
 from gateway.services.blocking import in_thread
+from tenants.audit_verify import verify_chain
 
 
 @get("/admin/audit", guards=[admin_guard], tags=["admin"])
@@ -33,3 +34,15 @@ async def audit_records(
         limit=limit,
     )
     return AuditList([AuditRecordRead.of(r) for r in records])
+
+
+@get("/admin/audit/verify", guards=[admin_guard], tags=["admin"])
+async def audit_verify(request: Request[Any, Any, Any]) -> AuditVerifyRead:
+    """Recompute every hash and link and check the signed checkpoints with the server's key;
+    `first_broken` is the first record that can no longer be trusted (null when `ok`)."""
+    rt = Runtime.of(request)
+    report = await in_thread(
+        verify_chain, rt.db, public_key=rt.audit_signer.public_key,
+        checkpoint_every=rt.audit_signer.every,
+    )
+    return AuditVerifyRead(report.ok, report.records, report.first_broken)

@@ -218,6 +218,8 @@ class AuditRecordRead(msgspec.Struct):
     completion_tokens: int
     reused_blocks: int
     reused_namespaces: list[str]
+    reused_block_ids: list[tuple[int, str]]
+    """Every reused KV block as [block id, owner namespace hex] (empty before migration 0003)."""
     outcome: str
     error_code: str | None
     trace_id: str | None
@@ -240,6 +242,7 @@ class AuditRecordRead(msgspec.Struct):
             v.completion_tokens,
             v.reused_blocks,
             list(v.reused_namespaces),
+            list(v.reused_block_ids),
             v.outcome,
             v.error_code,
             v.trace_id,
@@ -250,3 +253,11 @@ class AuditRecordRead(msgspec.Struct):
 
 class AuditList(msgspec.Struct):
     data: list[AuditRecordRead]
+
+
+class AuditVerifyRead(msgspec.Struct):
+    """The chain check: hashes, links and signed checkpoints, against the server's key."""
+
+    ok: bool
+    records: int
+    first_broken: int | None

@@ -19,6 +19,7 @@ TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 N = Annotated[int, msgspec.Meta(ge=1, le=128)]
 Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)]
 ZeroPenalty = Annotated[float, msgspec.Meta(ge=0.0, le=0.0)]
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # what torch's generator takes
 
 
 class TextPart(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,7 +52,7 @@ class ChatCompletionRequest(msgspec.Struct, forbid_unknown_fields=True):
     max_completion_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop | None = None
     n: N = 1
     stream: bool = False

@@ -14,20 +14,31 @@ class PromptTokensDetails(msgspec.Struct):
 
 
 class Usage(msgspec.Struct):
-    """Token counts of a request; `cached_tokens` are the prompt tokens reused from the cache."""
+    """Token counts of a request; `cached_tokens` are the prompt tokens reused from the cache.
+
+    Extensions (as Anthropic names them): `cache_read_input_tokens` equals `cached_tokens`;
+    `cache_creation_input_tokens` are the prompt tokens newly written to the prefix cache.
+    """
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
 
     @classmethod
-    def of(cls, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Usage:
+    def of(
+        cls, prompt_tokens: int, cached_tokens: int, completion_tokens: int,
+        cache_write_tokens: int = 0,
+    ) -> Usage:
         return cls(
             prompt_tokens,
             completion_tokens,
             prompt_tokens + completion_tokens,
             PromptTokensDetails(cached_tokens),
+            cached_tokens,
+            cache_write_tokens,
         )
 
 

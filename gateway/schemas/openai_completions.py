@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from gateway.schemas.openai_chat import N, Stop, Temperature, TopP, ZeroPenalty
+from gateway.schemas.openai_chat import N, Seed, Stop, Temperature, TopP, ZeroPenalty
 from gateway.schemas.openai_common import StreamOptions, Usage
 
 CompletionMaxTokens = Annotated[int, msgspec.Meta(ge=1)]
@@ -18,7 +18,7 @@ class CompletionRequest(msgspec.Struct, forbid_unknown_fields=True):
     max_tokens: CompletionMaxTokens = 16
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop | None = None
     n: N = 1
     stream: bool = False

@@ -131,6 +131,7 @@ class AdminService:
             self.rt.namespaces.record(ns.static, label)
         if variant.public_ref is not None and ns.public is not None:
             self.rt.namespaces.record(ns.public, public_label(variant.public_ref))
+        await self.rt.meter.apply_retention(tenant_id, [s.namespace for s in segments])
         result = await self.rt.engine.warm(new_request_id(), segments)
         cached = result.cached_tokens + result.cache.inserted_blocks * self.rt.engine.block_size
         total = sum(len(seg.token_ids) for seg in segments)

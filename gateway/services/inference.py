@@ -1,8 +1,8 @@
 """Running a `Job` on the engine and answering it: JSON or SSE, then one audit record.
 
-Every request the gateway authenticated ends in exactly one audit record, written through the
-registry's AuditStore in a worker thread before the response completes (for a stream: before
-`data: [DONE]`): outcome, cached tokens and the owner namespace of every reused block. Each
+Every request the gateway authenticated ends in exactly one audit record, committed by the
+runtime's group-commit AuditWriter before the response completes (for a stream: before
+`data: [DONE]`): outcome, cached tokens, and every reused block's id with its owner namespace. Each
 reused block's owner is checked against the request's own namespaces (DESIGN.md rule 2); a
 mismatch fails the request and is audited as an isolation violation.
 """
@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 from litestar import MediaType, Request, Response
 from litestar.response import Stream
 
@@ -47,9 +46,12 @@ class InferenceService:
     ) -> Response[bytes] | Stream:
         """Build the job (request id from the middleware) and answer it; audit any failure."""
         request_id: str = request.scope["state"][REQUEST_ID_KEY]
+        self.rt.observability.begin(request)
         job: Job | None = None
         try:
             job = await build(request_id)
+            self.rt.observability.canonicalized(request_id)
+            await self.rt.meter.admit(job)  # budgets, cache retention (gateway/services/metering)
             return await self._respond(job, renderer, request)
         except Exception as exc:
             await self._audit_error(principal, request_id, exc, job)
@@ -80,11 +82,12 @@ class InferenceService:
         body = renderer.full(job, job.outputs, usage_of(job, job.outputs))
         job.engine_s = max((o.result.total_s for o in job.outputs if o.result), default=0.0)
         request.scope["state"][ENGINE_S_KEY] = job.engine_s
-        await self._append(self.audit_entry(job, "ok", None))
+        await self._append(self.audit_entry(job, "ok", None), job)
         return Response(content=body, media_type=MediaType.JSON)
 
     async def _submit(self, job: Job) -> list[EventStream]:
         streams: list[EventStream] = []
+        self.rt.observability.submitted(job.request_id)
         try:
             for engine_request in job.engine_requests():
                 streams.append(await self.rt.engine.submit(engine_request))
@@ -138,18 +141,21 @@ class InferenceService:
             if job.include_usage:
                 yield sse_raw(renderer.usage(job, usage_of(job, job.outputs)))
             audited = True
-            await self._append(self.audit_entry(job, "ok", None))
+            await self._append(self.audit_entry(job, "ok", None), job)
             yield DONE
         except Exception as exc:
             audited = True
             await events.aclose()
-            await self._audit_error(job.principal, job.request_id, exc, job)
+            try:
+                await self._audit_error(job.principal, job.request_id, exc, job)
+            except Exception:  # e.g. the database is down: the client still gets its error
+                log.warning("could not audit failed request %s", job.request_id)
             yield sse_raw(error_json(to_api_error(exc)))
         finally:
             if not audited:  # the client went away mid-stream: abort and record it
                 with anyio.CancelScope(shield=True):
                     await events.aclose()
-                    await self._append(self.audit_entry(job, "aborted", "client_closed"))
+                    await self._append(self.audit_entry(job, "aborted", "client_closed"), job)
 
     # --- audit ---------------------------------------------------------------------------------
     async def _audit_error(
@@ -166,7 +172,7 @@ class InferenceService:
                 outcome=outcome.outcome, error_code=outcome.code, trace_id=None,
             )
         with anyio.CancelScope(shield=True):
-            await self._append(entry)
+            await self._append(entry, job)
 
     @staticmethod
     def audit_entry(job: Job, outcome: str, code: str | None) -> AuditEntry:
@@ -186,10 +192,15 @@ class InferenceService:
             completion_tokens=usage.completion_tokens,
             reused_blocks=len(reused),
             reused_namespaces=tuple(dict.fromkeys(b.namespace.hex() for b in reused)),
+            reused_block_ids=tuple((b.block_id, b.namespace.hex()) for b in reused),
             outcome=outcome,
             error_code=code,
             trace_id=None,
         )
 
-    async def _append(self, entry: AuditEntry) -> None:
-        await anyio.to_thread.run_sync(self.rt.audit.append, entry)
+    async def _append(self, entry: AuditEntry, job: Job | None) -> None:
+        """Durable before it returns: the writer resolves the future after its commit."""
+        # Metrics and the trace first: the record carries the trace id.
+        entry = self.rt.observability.complete(entry, job.outputs if job else ())
+        await self.rt.meter.finish(entry.request_id)  # settle budgets, note cache writes
+        await self.rt.audit_writer.write(entry)

@@ -74,6 +74,7 @@ class Job:
     allowed_namespaces: frozenset[bytes]
     outputs: list[ChoiceOutput] = field(default_factory=list)
     engine_s: float = 0.0
+    block_size: int = 16  # the engine's KV block (cache writes = inserted blocks x this)
 
     def __post_init__(self) -> None:
         self.outputs = [ChoiceOutput(i) for i in range(self.num_choices)]
@@ -257,4 +258,5 @@ class JobBuilder:
             request_id=rid, principal=principal, model=model, prompts=prompts, n=n,
             sampling=sampling, stream=stream, include_usage=include_usage, variant=variant,
             audit_namespace=ns.private, allowed_namespaces=allowed,
+            block_size=self.rt.engine.block_size,
         )

@@ -1,53 +1,53 @@
 """Per-tenant request and token quotas (requests/min, tokens/min) as token buckets.
 
 A bucket holds up to one minute's allowance and refills continuously; a request that finds
-too little in either bucket is refused with 429 and a Retry-After of when it would fit.
-In-memory and per process: with several gateway replicas each enforces its own share.
+too little in either bucket is refused with 429 and a Retry-After of when it would fit. Tokens
+are charged up front (prompt + max_tokens) and the unused part is refunded when the request
+ends (and, where the tenant's policy says so, the prompt tokens read from the cache).
+
+Where the buckets live (`gateway/services/rate_stores.py`): in this process (one gateway), or
+shared by every replica in the database (`rate_limit_store=db`) or in Redis
+(`rate_limit_store=redis`, `redis_url`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gateway.errors import ApiError
+from gateway.services.rate_stores import (
+    LocalRateStore,
+    RateStore,
+    RedisRateStore,
+    SqlRateStore,
+    Take,
+)
+from tenants.database import Database
 
-
-@dataclass(slots=True)
-class _Bucket:
-    capacity: float
-    level: float
-    stamp: float
-
-    def refill(self, now: float) -> None:
-        rate = self.capacity / 60.0
-        self.level = min(self.capacity, self.level + (now - self.stamp) * rate)
-        self.stamp = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` fits (0 if it fits now)."""
-        if amount <= self.level:
-            return 0.0
-        if amount > self.capacity:
-            return float("inf")
-        return (amount - self.level) * 60.0 / self.capacity
+STORES = ("local", "db", "redis")
 
 
 class RateLimiter:
     """Token buckets per (tenant, kind); the capacity follows the tenant's current quota."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, store: RateStore | None = None
+    ) -> None:
+        self.store: RateStore = store if store is not None else LocalRateStore(clock)
 
-    def _bucket(self, tenant_id: str, kind: str, capacity: int, now: float) -> _Bucket:
-        bucket = self._buckets.get((tenant_id, kind))
-        if bucket is None or bucket.capacity != capacity:
-            bucket = _Bucket(float(capacity), float(capacity), now)
-            self._buckets[(tenant_id, kind)] = bucket
-        bucket.refill(now)
-        return bucket
+    @classmethod
+    def of(cls, kind: str, db: Database, redis_url: str | None) -> RateLimiter:
+        """The limiter for `rate_limit_store` = local | db | redis."""
+        if kind == "local":
+            return cls()
+        if kind == "db":
+            return cls(store=SqlRateStore(db))
+        if kind == "redis":
+            if not redis_url:
+                raise ValueError("rate_limit_store=redis needs redis_url")
+            return cls(store=RedisRateStore(redis_url))
+        raise ValueError(f"rate_limit_store must be one of {', '.join(STORES)}, got {kind!r}")
 
     def acquire(
         self,
@@ -57,31 +57,35 @@ class RateLimiter:
         tokens: int,
     ) -> None:
         """Take one request and `tokens` tokens, or raise ApiError(429) taking nothing."""
-        now = self._clock()
-        wanted: list[tuple[_Bucket, float, str]] = []
+        takes: list[tuple[Take, str]] = []
         if requests_per_min is not None:
-            wanted.append((self._bucket(tenant_id, "req", requests_per_min, now), 1.0, "requests"))
+            takes.append((Take(f"{tenant_id}:req", float(requests_per_min), 1.0), "requests"))
         if tokens_per_min is not None:
-            bucket = self._bucket(tenant_id, "tok", tokens_per_min, now)
-            wanted.append((bucket, float(tokens), "tokens"))
-        for bucket, amount, what in wanted:
-            wait = bucket.wait_for(amount)
-            if wait == float("inf"):
-                raise ApiError(
-                    429,
-                    f"This request needs more {what} than the per-minute quota allows.",
-                    "quota_exceeded",
-                    None,
-                    60.0,
-                )
-            if wait > 0:
-                raise ApiError(
-                    429, f"Rate limit reached for {what} per minute.", "rate_limit_exceeded",
-                    None, wait,
-                )
-        for bucket, amount, _ in wanted:
-            bucket.level -= amount
+            takes.append((Take(f"{tenant_id}:tok", float(tokens_per_min), float(tokens)),
+                          "tokens"))
+        if not takes:
+            return
+        refusal = self.store.take([t for t, _ in takes])
+        if refusal is None:
+            return
+        what = takes[refusal.index][1]
+        if refusal.wait_s == float("inf"):
+            raise ApiError(
+                429,
+                f"This request needs more {what} than the per-minute quota allows.",
+                "quota_exceeded",
+                None,
+                60.0,
+            )
+        raise ApiError(
+            429, f"Rate limit reached for {what} per minute.", "rate_limit_exceeded", None,
+            refusal.wait_s,
+        )
+
+    def refund(self, tenant_id: str, tokens_per_min: int | None, tokens: int) -> None:
+        """Give back tokens charged up front but not consumed."""
+        if tokens_per_min is not None and tokens > 0:
+            self.store.give(Take(f"{tenant_id}:tok", float(tokens_per_min), float(tokens)))
 
     def forget(self, tenant_id: str) -> None:
-        for kind in ("req", "tok"):
-            self._buckets.pop((tenant_id, kind), None)
+        self.store.forget([f"{tenant_id}:req", f"{tenant_id}:tok"])

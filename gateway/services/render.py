@@ -25,17 +25,19 @@ _encode = msgspec.json.Encoder().encode
 
 def usage_of(job: Job, outputs: list[ChoiceOutput]) -> Usage:
     """Prompt tokens count once per prompt (as OpenAI does for n > 1); its cached tokens are
-    those of the prompt's first choice; completion tokens add up over all choices."""
-    prompt = cached = completion = 0
+    those of the prompt's first choice; completion tokens add up over all choices, and so do
+    the tokens written to the cache (whole blocks: a finished choice also caches its output)."""
+    prompt = cached = completion = written = 0
     for out in outputs:
         result = out.result
         if result is None:
             continue
         completion += result.completion_tokens
+        written += result.cache.inserted_blocks * job.block_size
         if out.index % job.n == 0:
             prompt += result.prompt_tokens
             cached += result.cached_tokens
-    return Usage.of(prompt, cached, completion)
+    return Usage.of(prompt, cached, completion, written)
 
 
 class Renderer(Protocol):

@@ -43,6 +43,9 @@ class AuditRecord(Base):
     """Number of KV blocks reused."""
     reused_namespaces: Mapped[list[str]] = mapped_column(JSON)
     """Hex owner namespaces of the reused blocks (distinct)."""
+    reused_block_ids: Mapped[list[list[int | str]] | None] = mapped_column(JSON, nullable=True)
+    """Every reused block as [block_id, owner namespace hex], in prompt order (NULL: written
+    before block ids were recorded, migration 0003)."""
     outcome: Mapped[str] = mapped_column(String(32))
     """`ok`, `rejected`, `error`, `isolation_violation`, ..."""
     error_code: Mapped[str | None] = mapped_column(String(64))
