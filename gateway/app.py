@@ -29,6 +29,7 @@ from litestar.openapi import OpenAPIConfig
 
 from engine.async_engine import AsyncEngine
 from engine.engine_config import EngineConfig
+from gateway.audit_rejections import audit_rejections_middleware
 from gateway.auth import AUTH_LIMITER_KEY, AuthFailureLimiter
 from gateway.errors import handle_exception
 from gateway.middleware import add_response_headers, request_id_middleware
@@ -103,7 +104,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None) -> Litesta
             readyz,
             metrics,
         ],
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, audit_rejections_middleware],
         state=State({AUTH_LIMITER_KEY: AuthFailureLimiter()}),
         request_max_body_size=MAX_BODY_BYTES,
         cors_config=None,

@@ -19,6 +19,7 @@ from litestar.response import Stream
 
 from engine.errors import IsolationViolation
 from engine.messages import TokenEvent
+from gateway.audit_rejections import AUDIT_OWNED_KEY
 from gateway.errors import error_json, outcome_of, to_api_error
 from gateway.middleware import ENGINE_S_KEY, REQUEST_ID_KEY
 from gateway.services.jobs import Job
@@ -46,6 +47,7 @@ class InferenceService:
     ) -> Response[bytes] | Stream:
         """Build the job (request id from the middleware) and answer it; audit any failure."""
         request_id: str = request.scope["state"][REQUEST_ID_KEY]
+        request.scope["state"][AUDIT_OWNED_KEY] = True  # every path below writes the record
         self.rt.observability.begin(request)
         job: Job | None = None
         try:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -196,3 +197,22 @@ def test_key_is_created_0600_and_shutdown_signs_the_head(tmp_path: Path,
         assert report.ok and report.records == 5 and report.signed_through == 5
     finally:
         db.dispose()
+
+
+def test_a_refusal_before_the_handler_is_audited_once(audited: AuditedGateway) -> None:
+    tid, key = audited.gw.tenant("audit-malformed")
+    r = httpx.post(audited.gw.base_url + "/v1/chat/completions", content=b'{"model": ',
+                   headers={"authorization": f"Bearer {key}",
+                            "content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400
+    record = audited.audit(r.headers["x-request-id"])  # exactly one record
+    assert record["tenant_id"] == tid and record["outcome"] == "rejected"
+    assert record["error_code"] == "http_400" and record["prompt_tokens"] == 0
+    unknown = httpx.post(audited.gw.base_url + "/v1/chat/completions", content=b"{",
+                         headers={"authorization": "Bearer pgk_key_0000_nope"}, timeout=30)
+    assert unknown.status_code in (400, 401)
+    r = audited.gw.admin.get("/admin/audit", params={"request_id":
+                                                      unknown.headers["x-request-id"]})
+    assert r.json()["data"] == []  # no valid key: no tenant to attribute it to
+    status, _, ok = _complete(audited, key)  # a handled request still has one record
+    assert status == 200 and ok["outcome"] == "ok"
