@@ -90,13 +90,15 @@ def test_two_replicas_share_one_limit(tmp_path: Path, tiny_model_dir: Path) -> N
         assert tenant.status_code == 201, tenant.text
         tid = tenant.json()["id"]
         key = admin.post(f"/admin/tenants/{tid}/keys", json={}).json()["key"]
+        auth = {"authorization": f"Bearer {key}"}
+        model = httpx.get(a + "/v1/models", headers=auth).json()["data"][0]["id"]
         statuses: dict[str, list[int]] = {a: [], b: []}
         started = time.monotonic()
         for i in range(10):
             base = a if i % 2 == 0 else b
             r = httpx.post(base + "/v1/completions", timeout=60,
                            headers={"authorization": f"Bearer {key}"},
-                           json={"model": "tiny-model0", "prompt": "hi", "max_tokens": 1})
+                           json={"model": model, "prompt": "hi", "max_tokens": 1})
             assert r.status_code in (200, 429), r.text
             statuses[base].append(r.status_code)
         admitted = sum(s.count(200) for s in statuses.values())
