@@ -8,7 +8,11 @@ shape (one choice, 500 prompt tokens, 256 cached, 64 generated, 20 tenants):
    PREFIXGATE_OTLP_ENDPOINT);
 2. metrics + a 7-span trace through a BatchSpanProcessor (what the OTLP exporter runs behind;
    the exporter here keeps spans in memory, so no network is timed);
-3. one scrape of /metrics (`GatewayMetrics.exposition`, engine stats + 20 tenants).
+3. metrics + the same metrics through the OTel SDK (gateway/otel_metrics.py; an
+   InMemoryMetricReader stands in for the periodic OTLP reader, whose export runs off the
+   request path, so what is timed is the instruments' recording);
+4. one scrape of /metrics (`GatewayMetrics.exposition`, engine stats + 20 tenants) and one
+   OTel collection (what each periodic OTLP export starts with).
 
     .venv/bin/python -m bench.observability_overhead [--requests 5000] [--tenants 20]
 """
@@ -20,6 +24,7 @@ import statistics
 import time
 
 from litestar import Request
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -30,6 +35,7 @@ from engine.messages import CacheReport, RequestResult
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_KEY, START_KEY
 from gateway.observability import Observability
+from gateway.otel_metrics import OtelMetrics
 from gateway.services.jobs import ChoiceOutput
 from gateway.telemetry import RequestTracer
 from tenants.schemas import AuditEntry
@@ -86,24 +92,42 @@ def main() -> None:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     traced = Observability(GatewayMetrics(engine_stats), RequestTracer(provider))
+    reader = InMemoryMetricReader()
+    otel = OtelMetrics.create(engine_stats, None, reader)
+    otel_metrics = Observability(GatewayMetrics(engine_stats), RequestTracer(None), otel)
 
     base = per_request_us(metrics_only, args.requests, args.tenants, "metrics only")
     full = per_request_us(traced, args.requests, args.tenants, "metrics + trace")
-    provider.shutdown()
+    provider.shutdown()  # its export thread done before the next run is timed
     assert len(exporter.get_finished_spans()) == 7 * args.requests
+    both = per_request_us(otel_metrics, args.requests, args.tenants, "metrics + OTel metrics")
 
     scrape_ms = []
     for _ in tqdm(range(200), desc="scrape", leave=False):
         t = time.perf_counter()
         body = traced.metrics.exposition()
         scrape_ms.append((time.perf_counter() - t) * 1e3)
+    collect_ms = []
+    for _ in tqdm(range(200), desc="OTel collection", leave=False):
+        t = time.perf_counter()
+        data = reader.get_metrics_data()
+        collect_ms.append((time.perf_counter() - t) * 1e3)
+    assert data is not None
+    otel_requests = sum(p.value for rm in data.resource_metrics for sm in rm.scope_metrics
+                        for m in sm.metrics if m.name == "prefixgate.requests"
+                        for p in m.data.data_points)
+    assert otel_requests == args.requests
 
     print(f"per request, µs ({args.requests} requests, {args.tenants} tenants)")
     print(f"  baseline: metrics only (tracing off)      {summary(base)}")
     print(f"  metrics + 7-span trace (batch processor)  {summary(full)}")
+    print(f"  metrics + OTel SDK metrics                {summary(both)}")
     added = statistics.median(full) - statistics.median(base)
     print(f"  tracing adds (p50)                        {added:8.1f}")
+    added = statistics.median(both) - statistics.median(base)
+    print(f"  OTel metrics add (p50)                    {added:8.1f}")
     print(f"/metrics scrape: p50 {statistics.median(scrape_ms):.2f} ms, {len(body)} bytes")
+    print(f"OTel collection: p50 {statistics.median(collect_ms):.2f} ms")
 
 
 if __name__ == "__main__":

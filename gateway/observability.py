@@ -17,11 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from engine.engine_stats import EngineStats
 from gateway.metrics import CompletedRequest, GatewayMetrics
 from gateway.middleware import REQUEST_ID_KEY, START_KEY
+from gateway.otel_metrics import OtelMetrics
 from gateway.services.jobs import ChoiceOutput
 from gateway.telemetry import RequestTimeline, RequestTracer
 from tenants.schemas import AuditEntry
@@ -41,9 +43,12 @@ class _Marks:
 
 
 class Observability:
-    def __init__(self, metrics: GatewayMetrics, tracer: RequestTracer) -> None:
+    def __init__(
+        self, metrics: GatewayMetrics, tracer: RequestTracer, otel: OtelMetrics | None = None
+    ) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self.otel = otel  # the same metrics over OTLP, when a collector is configured
         self._open: dict[str, _Marks] = {}
 
     @classmethod
@@ -52,8 +57,15 @@ class Observability:
         engine_stats: Callable[[], EngineStats],
         otlp_endpoint: str | None,
         exporter: SpanExporter | None = None,
+        metric_reader: MetricReader | None = None,
     ) -> Observability:
-        return cls(GatewayMetrics(engine_stats), RequestTracer.create(otlp_endpoint, exporter))
+        """Prometheus always; OTLP traces and metrics when `otlp_endpoint` is set; `exporter` and
+        `metric_reader` are the tests' in-memory span exporter and metric reader."""
+        return cls(
+            GatewayMetrics(engine_stats),
+            RequestTracer.create(otlp_endpoint, exporter),
+            OtelMetrics.create(engine_stats, otlp_endpoint, metric_reader),
+        )
 
     def begin(self, request: ASGIConnection[Any, Any, Any, Any]) -> None:
         """The handler started: the request's arrival (stamped by the middleware) is auth's
@@ -97,19 +109,20 @@ class Observability:
         results = tuple((o.index, o.result) for o in outputs if o.result is not None)
         started = marks.started_ns if marks else now
         route = marks.route if marks else "unknown"
-        self.metrics.record(
-            CompletedRequest(
-                tenant=entry.tenant_id,
-                route=route,
-                outcome=entry.outcome,
-                error_code=entry.error_code,
-                prompt_tokens=entry.prompt_tokens,
-                cached_tokens=entry.cached_tokens,
-                completion_tokens=entry.completion_tokens,
-                results=tuple(r for _, r in results),
-                duration_s=(now - started) / 1e9 if marks else None,
-            )
+        done = CompletedRequest(
+            tenant=entry.tenant_id,
+            route=route,
+            outcome=entry.outcome,
+            error_code=entry.error_code,
+            prompt_tokens=entry.prompt_tokens,
+            cached_tokens=entry.cached_tokens,
+            completion_tokens=entry.completion_tokens,
+            results=tuple(r for _, r in results),
+            duration_s=(now - started) / 1e9 if marks else None,
         )
+        self.metrics.record(done)
+        if self.otel is not None:
+            self.otel.record(done)
         trace_id = self.tracer.record(
             RequestTimeline(
                 request_id=entry.request_id,
@@ -133,4 +146,7 @@ class Observability:
         return replace(entry, trace_id=trace_id) if trace_id else entry
 
     def shutdown(self) -> None:
+        """Flush the batched spans and the last metric export (the app's shutdown)."""
         self.tracer.shutdown()
+        if self.otel is not None:
+            self.otel.shutdown()

@@ -18,9 +18,8 @@ when `PREFIXGATE_OTLP_ENDPOINT` is set (a batch processor, off the request path)
 exporter handed in (tests use the SDK's InMemorySpanExporter); with neither, tracing is off and
 no trace id is recorded. The provider is the gateway's own, not the process-global one.
 
-Metrics are not sent through the OTel SDK: Prometheus scrapes them from /metrics
-(gateway/metrics.py); an OTel collector can scrape the same endpoint with its prometheus
-receiver.
+Metrics: Prometheus scrapes /metrics (gateway/metrics.py); with an OTLP endpoint the same
+metrics are also pushed through the OTel SDK (gateway/otel_metrics.py).
 """
 
 from __future__ import annotations
