@@ -55,6 +55,7 @@ class CompletedRequest:
     completion_tokens: int = 0
     results: tuple[RequestResult, ...] = ()
     duration_s: float | None = None
+    public_cached_tokens: int = 0  # of cached_tokens, those of a platform public prefix
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class _Usage:
     rejections: Counter[str] = field(default_factory=Counter)
     prompt_tokens: Counter[str] = field(default_factory=Counter)
     cached_tokens: Counter[str] = field(default_factory=Counter)
+    public_cached_tokens: Counter[str] = field(default_factory=Counter)
     completion_tokens: Counter[str] = field(default_factory=Counter)
     isolation_violations: int = 0
 
@@ -81,6 +83,7 @@ class _UsageCollector(Collector):
             rejections = dict(u.rejections)
             tokens = {k: dict(c) for k, c in (("prompt", u.prompt_tokens),
                                               ("cached", u.cached_tokens),
+                                              ("public_cached", u.public_cached_tokens),
                                               ("completion", u.completion_tokens))}
             violations = u.isolation_violations
         family = CounterMetricFamily(
@@ -106,7 +109,8 @@ class _UsageCollector(Collector):
         )
         for kind, what in (
             ("prompt", "Prompt tokens of served requests"),
-            ("cached", "Prompt tokens served from the tenant's own prefix cache"),
+            ("cached", "Prompt tokens served from the prefix cache (own and public)"),
+            ("public_cached", "Of the cached prompt tokens, those of a platform public prefix"),
             ("completion", "Generated tokens"),
         ):
             family = CounterMetricFamily(
@@ -116,6 +120,7 @@ class _UsageCollector(Collector):
                 family.add_metric([tenant], n)
             yield family
         yield from self._hit_ratios(tokens["prompt"], tokens["cached"])
+        yield self._public_hit_ratios(tokens["prompt"], tokens["public_cached"])
 
     @staticmethod
     def _hit_ratios(prompt: dict[str, int], cached: dict[str, int]) -> Iterator[Metric]:
@@ -133,6 +138,18 @@ class _UsageCollector(Collector):
         for tenant, n in sorted(prompt.items()):
             family.add_metric([tenant], cached.get(tenant, 0) / n if n else 0.0)
         yield family
+
+
+    @staticmethod
+    def _public_hit_ratios(prompt: dict[str, int], public: dict[str, int]) -> Metric:
+        family = GaugeMetricFamily(
+            "prefixgate_tenant_public_prefix_hit_ratio",
+            "Public-prefix cached / prompt tokens of a tenant's served requests since start.",
+            labels=["tenant"],
+        )
+        for tenant, n in sorted(prompt.items()):
+            family.add_metric([tenant], public.get(tenant, 0) / n if n else 0.0)
+        return family
 
 
 class GatewayMetrics:
@@ -179,6 +196,7 @@ class GatewayMetrics:
             if served:  # a refused request used no tokens, whatever its prompt size
                 u.prompt_tokens[done.tenant] += done.prompt_tokens
                 u.cached_tokens[done.tenant] += done.cached_tokens
+                u.public_cached_tokens[done.tenant] += done.public_cached_tokens
                 u.completion_tokens[done.tenant] += done.completion_tokens
         for r in done.results:
             if r.completion_tokens > 0:

@@ -92,18 +92,20 @@ class Observability:
         if marks is not None:
             marks.submitted_ns = time.time_ns()
 
-    def complete(self, entry: AuditEntry, outputs: Sequence[ChoiceOutput]) -> AuditEntry:
+    def complete(self, entry: AuditEntry, outputs: Sequence[ChoiceOutput],
+                 public_cached_tokens: int = 0) -> AuditEntry:
         """Record the request's metrics and trace; returns `entry` with its trace id.
 
         Never raises: the audit record is written whatever happens here.
         """
         try:
-            return self._complete(entry, outputs)
+            return self._complete(entry, outputs, public_cached_tokens)
         except Exception:
             log.exception("recording metrics/trace failed for %s", entry.request_id)
             return entry
 
-    def _complete(self, entry: AuditEntry, outputs: Sequence[ChoiceOutput]) -> AuditEntry:
+    def _complete(self, entry: AuditEntry, outputs: Sequence[ChoiceOutput],
+                  public_cached_tokens: int) -> AuditEntry:
         now = time.time_ns()
         marks = self._open.pop(entry.request_id, None)
         results = tuple((o.index, o.result) for o in outputs if o.result is not None)
@@ -119,6 +121,7 @@ class Observability:
             completion_tokens=entry.completion_tokens,
             results=tuple(r for _, r in results),
             duration_s=(now - started) / 1e9 if marks else None,
+            public_cached_tokens=public_cached_tokens,
         )
         self.metrics.record(done)
         if self.otel is not None:

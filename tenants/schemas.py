@@ -22,6 +22,9 @@ class Quotas:
     max_kv_share: float | None = None
     requests_per_min: int | None = None
     tokens_per_min: int | None = None
+    public_prefix_sharing: bool = True
+    """False: platform public prefixes are cached in the tenant's own namespaces instead (the
+    tenant neither reuses nor contributes to the shared public blocks)."""
 
     def __post_init__(self) -> None:
         share = self.max_kv_share
@@ -39,6 +42,8 @@ class Quotas:
                 or not 0 < value <= DB_INT_MAX
             ):
                 raise Invalid(f"quotas.{name} must be an integer in 1..{DB_INT_MAX}")
+        if not isinstance(self.public_prefix_sharing, bool):
+            raise Invalid("quotas.public_prefix_sharing must be a boolean")
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,7 @@ def _apply_quotas(row: Tenant, quotas: Quotas) -> None:
     row.max_kv_share = quotas.max_kv_share
     row.requests_per_min = quotas.requests_per_min
     row.tokens_per_min = quotas.tokens_per_min
+    row.public_prefix_sharing = quotas.public_prefix_sharing
 
 
 @contextmanager

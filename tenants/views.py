@@ -14,7 +14,8 @@ from tenants.schemas import (
 
 
 def quotas_of(row: Tenant) -> Quotas:
-    return Quotas(row.max_kv_share, row.requests_per_min, row.tokens_per_min)
+    return Quotas(row.max_kv_share, row.requests_per_min, row.tokens_per_min,
+                  row.public_prefix_sharing)
 
 
 def tenant_view(row: Tenant) -> TenantView:

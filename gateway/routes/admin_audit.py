@@ -9,6 +9,7 @@ from litestar import Request, get
 from litestar.params import FromQuery, Parameter
 
 from gateway.auth import admin_guard
+from gateway.namespaces import PublicRef, derive_public
 from gateway.runtime import Runtime
 from gateway.schemas.admin import AuditList, AuditRecordRead, AuditVerifyRead
 from gateway.services.blocking import in_thread
@@ -26,14 +27,21 @@ async def audit_records(
     """Audit records, filtered by tenant, request id and time (UTC if no offset), oldest first."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    rt = Runtime.of(request)
     records = await in_thread(
-        Runtime.of(request).audit.query,
+        rt.audit.query,
         tenant_id=tenant_id,
         request_id=request_id,
         since=since,
         limit=limit,
     )
-    return AuditList([AuditRecordRead.of(r) for r in records])
+    prefixes = await in_thread(rt.public_prefixes.list)
+    public = frozenset(
+        derive_public(rt.model, PublicRef(p.name, p.version, p.content_hash)).hex()
+        for p in prefixes
+    )
+    block = rt.engine.block_size
+    return AuditList([AuditRecordRead.of(r, public, block) for r in records])
 
 
 @get("/admin/audit/verify", guards=[admin_guard], tags=["admin"])

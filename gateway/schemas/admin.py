@@ -27,6 +27,8 @@ class QuotasBody(msgspec.Struct, forbid_unknown_fields=True):
     max_kv_share: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     requests_per_min: Annotated[int, msgspec.Meta(ge=1)] | None = None
     tokens_per_min: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    public_prefix_sharing: bool = True
+    """False: platform public prefixes are cached in the tenant's own namespaces."""
 
 
 class TenantCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,7 +63,8 @@ class TenantRead(msgspec.Struct):
             v.name,
             v.cache_policy,
             v.status,
-            QuotasBody(q.max_kv_share, q.requests_per_min, q.tokens_per_min),
+            QuotasBody(q.max_kv_share, q.requests_per_min, q.tokens_per_min,
+                       q.public_prefix_sharing),
             v.created_at,
             v.updated_at,
         )
@@ -225,9 +228,16 @@ class AuditRecordRead(msgspec.Struct):
     trace_id: str | None
     prev_hash: str
     hash: str
+    public_cached_tokens: int = 0
+    """Computed, not stored: the part of `cached_tokens` reused from platform public prefixes
+    (distinct public-owned blocks x block size, at most `cached_tokens`)."""
 
     @classmethod
-    def of(cls, v: AuditRecordView) -> AuditRecordRead:
+    def of(
+        cls, v: AuditRecordView, public_namespaces: frozenset[str] = frozenset(),
+        block_size: int = 16,
+    ) -> AuditRecordRead:
+        public_blocks = {b for b, ns in v.reused_block_ids if ns in public_namespaces}
         return cls(
             v.seq,
             v.created_at,
@@ -248,6 +258,7 @@ class AuditRecordRead(msgspec.Struct):
             v.trace_id,
             v.prev_hash,
             v.hash,
+            min(len(public_blocks) * block_size, v.cached_tokens),
         )
 
 

@@ -10,7 +10,11 @@ class StreamOptions(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PromptTokensDetails(msgspec.Struct):
+    """`public_cached_tokens` (an extension OpenAI clients ignore) is the part of
+    `cached_tokens` reused from a platform public prefix; the rest is the tenant's own."""
+
     cached_tokens: int
+    public_cached_tokens: int = 0
 
 
 class Usage(msgspec.Struct):
@@ -30,13 +34,13 @@ class Usage(msgspec.Struct):
     @classmethod
     def of(
         cls, prompt_tokens: int, cached_tokens: int, completion_tokens: int,
-        cache_write_tokens: int = 0,
+        cache_write_tokens: int = 0, public_cached_tokens: int = 0,
     ) -> Usage:
         return cls(
             prompt_tokens,
             completion_tokens,
             prompt_tokens + completion_tokens,
-            PromptTokensDetails(cached_tokens),
+            PromptTokensDetails(cached_tokens, public_cached_tokens),
             cached_tokens,
             cache_write_tokens,
         )

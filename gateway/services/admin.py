@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 def quotas_of(body: QuotasBody | None) -> Quotas | None:
     if body is None:
         return None
-    return Quotas(body.max_kv_share, body.requests_per_min, body.tokens_per_min)
+    return Quotas(body.max_kv_share, body.requests_per_min, body.tokens_per_min,
+                  body.public_prefix_sharing)
 
 
 class AdminService:

@@ -110,6 +110,8 @@ class InferenceService:
         out.result = ev.result
         if ev.result is None:
             return
+        if index % job.n == 0:  # billed once per prompt, like cached_tokens (usage_of)
+            out.public_cached_tokens = job.public_cached_tokens(ev.result.cache)
         foreign = job.foreign_namespaces(ev.result.cache)
         if foreign:
             block = next(b for b in ev.result.cache.reused if b.namespace in foreign)
@@ -203,6 +205,9 @@ class InferenceService:
     async def _append(self, entry: AuditEntry, job: Job | None) -> None:
         """Durable before it returns: the writer resolves the future after its commit."""
         # Metrics and the trace first: the record carries the trace id.
-        entry = self.rt.observability.complete(entry, job.outputs if job else ())
+        # Public cached tokens count once per prompt, as the response's usage counts them.
+        public = (usage_of(job, job.outputs).prompt_tokens_details.public_cached_tokens
+                  if job else 0)
+        entry = self.rt.observability.complete(entry, job.outputs if job else (), public)
         await self.rt.meter.finish(entry.request_id)  # settle budgets, note cache writes
         await self.rt.audit_writer.write(entry)

@@ -51,6 +51,7 @@ class ChoiceOutput:
     pieces: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     result: RequestResult | None = None
+    public_cached_tokens: int = 0  # of result.cached_tokens, those of a platform public prefix
 
     @property
     def text(self) -> str:
@@ -72,6 +73,7 @@ class Job:
     variant: ResolvedVariant | None
     audit_namespace: bytes | None
     allowed_namespaces: frozenset[bytes]
+    public_namespace: bytes | None = None  # the platform public prefix's, when shared
     outputs: list[ChoiceOutput] = field(default_factory=list)
     engine_s: float = 0.0
     block_size: int = 16  # the engine's KV block (cache writes = inserted blocks x this)
@@ -103,6 +105,13 @@ class Job:
                 )
             )
         return out
+
+    def public_cached_tokens(self, report: CacheReport) -> int:
+        """Reused tokens owned by the public prefix's namespace (whole blocks, within cached)."""
+        if self.public_namespace is None:
+            return 0
+        blocks = sum(1 for b in report.reused if b.namespace == self.public_namespace)
+        return min(blocks * self.block_size, report.cached_tokens)
 
     def foreign_namespaces(self, report: CacheReport) -> list[bytes]:
         """Owners of reused blocks that are not this request's namespaces (must be empty)."""
@@ -140,7 +149,9 @@ class JobBuilder:
             req.prompt_variables,
         )
         ns = self._namespaces(principal, variant, req.user, req.prompt_variables)
-        pieces = ((ns.public, canon.public), (ns.static, canon.static), (ns.private, canon.private))
+        # Opted out of public sharing (no public namespace): the public text is the tenant's own.
+        public_ns = ns.public if ns.public is not None else ns.static
+        pieces = ((public_ns, canon.public), (ns.static, canon.static), (ns.private, canon.private))
         segments = tuple(PromptSegment(namespace, ids) for namespace, ids in pieces if ids)
         max_tokens = req.max_completion_tokens or req.max_tokens
         return self._job(
@@ -184,7 +195,7 @@ class JobBuilder:
         variables: dict[str, str] | None,
     ) -> SegmentNamespaces:
         ref: VariantRef | None = variant.ref if variant else None
-        public = variant.public_ref if variant else None
+        public = variant.public_ref if variant and principal.quotas.public_prefix_sharing else None
         ns = segment_namespaces(
             principal.cache_policy, principal.tenant_id, self.rt.model, ref, user, variables,
             public,
@@ -257,6 +268,6 @@ class JobBuilder:
         return Job(
             request_id=rid, principal=principal, model=model, prompts=prompts, n=n,
             sampling=sampling, stream=stream, include_usage=include_usage, variant=variant,
-            audit_namespace=ns.private, allowed_namespaces=allowed,
+            audit_namespace=ns.private, allowed_namespaces=allowed, public_namespace=ns.public,
             block_size=self.rt.engine.block_size,
         )

@@ -26,8 +26,9 @@ _encode = msgspec.json.Encoder().encode
 def usage_of(job: Job, outputs: list[ChoiceOutput]) -> Usage:
     """Prompt tokens count once per prompt (as OpenAI does for n > 1); its cached tokens are
     those of the prompt's first choice; completion tokens add up over all choices, and so do
-    the tokens written to the cache (whole blocks: a finished choice also caches its output)."""
-    prompt = cached = completion = written = 0
+    the tokens written to the cache (whole blocks: a finished choice also caches its output).
+    Public cached tokens (a platform prefix's blocks) are counted like cached tokens."""
+    prompt = cached = public = completion = written = 0
     for out in outputs:
         result = out.result
         if result is None:
@@ -37,7 +38,8 @@ def usage_of(job: Job, outputs: list[ChoiceOutput]) -> Usage:
         if out.index % job.n == 0:
             prompt += result.prompt_tokens
             cached += result.cached_tokens
-    return Usage.of(prompt, cached, completion, written)
+            public += out.public_cached_tokens
+    return Usage.of(prompt, cached, completion, written, public)
 
 
 class Renderer(Protocol):

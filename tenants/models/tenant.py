@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Float, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenants.models.base import Base, UTCDateTime, utcnow
@@ -36,6 +36,8 @@ class Tenant(Base):
     """Request rate limit; None = unlimited."""
     tokens_per_min: Mapped[int | None] = mapped_column(Integer)
     """Token rate limit (prompt + completion); None = unlimited."""
+    public_prefix_sharing: Mapped[bool] = mapped_column(Boolean, default=True)
+    """Reuse/contribute platform public prefix blocks; False keeps them in own namespaces."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     """When the tenant was created."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
