@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.workloads import BenchRequest, chat_turn, shared_prefix_workload
+from bench.workloads import (
+    BenchRequest,
+    chat_turn,
+    public_prefix_workload,
+    shared_prefix_workload,
+)
 from engine.block_allocator import BlockAllocator
 from engine.engine_config import EngineConfig
 from engine.engine_core import EngineCore
@@ -76,7 +81,13 @@ def _ms(x: float | None) -> float | None:
 
 
 def _engine_request(r: BenchRequest) -> EngineRequest:
-    segs = [PromptSegment(r.namespace, r.prefix), PromptSegment(r.namespace, r.suffix)]
+    if r.public_len:
+        public_ns = r.public_namespace or r.namespace
+        segs = [PromptSegment(public_ns, r.prefix[: r.public_len]),
+                PromptSegment(r.namespace, r.prefix[r.public_len :]),
+                PromptSegment(r.namespace, r.suffix)]
+    else:
+        segs = [PromptSegment(r.namespace, r.prefix), PromptSegment(r.namespace, r.suffix)]
     return EngineRequest(
         r.rid, tuple(segs), SamplingParams(max_tokens=r.max_tokens, temperature=0.0,
                                            ignore_eos=True),
@@ -137,6 +148,16 @@ def run_chat(core: EngineCore, convs: int, turns: int, vocab: int, seed: int = 1
         for r in reqs:
             history[int(r.rid[1:].split("t")[0])] = (*r.prompt, *outs[r.rid])
     return stats
+
+
+def run_w4(core: EngineCore, vocab: int, share: bool, label: str, sizes: dict) -> dict:
+    """W4: prefill tokens actually computed and throughput, public sharing on or off."""
+    reqs = public_prefix_workload(vocab=vocab, share_public=share, **sizes)
+    stats, _ = run_prefixgate(core, reqs, label)
+    row = stats.summary()
+    row["prefill_tokens_computed"] = stats.prompt_tokens - stats.cached_tokens
+    row["prompt_tokens"] = stats.prompt_tokens
+    return row
 
 
 def cached_vs_cold_ttft(core: EngineCore, vocab: int, prefix_len: int = 1024) -> dict:
@@ -215,7 +236,7 @@ def main() -> None:
     ap.add_argument("--random-7b", action="store_true",
                     help="write a random Llama-2-7B-shaped bf16 checkpoint and use it")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (a test runs this)")
-    ap.add_argument("--workloads", default="W1,W2,W3")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4")
     ap.add_argument("--peer", default="W1,W3", help="workloads to run transformers on")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--max-batch-tokens", type=int, default=4096)
@@ -269,6 +290,12 @@ def main() -> None:
             attempt(name, lambda n=name: run_prefixgate(make(), workloads[n], n)[0].summary())
     if "W2" in wl:
         attempt("W2", lambda: run_chat(make(), convs, turns, vocab).summary())
+    if "W4" in wl:
+        w4 = dict(tenants=4, per_tenant=2, public_len=64, private_len=32, turn_len=8,
+                  max_tokens=8) if args.smoke else {}
+        for share in (True, False):
+            label = "W4 public shared" if share else "W4 per-tenant"
+            attempt(label, lambda s=share, lb=label: run_w4(make(), vocab, s, lb, w4))
     try:
         report["ttft_cached_vs_cold_ms"] = cached_vs_cold_ttft(
             make(), vocab, prefix_len=1024 if not args.smoke else 64)
@@ -290,7 +317,8 @@ def main() -> None:
 
 def _print_table(rows: list[dict]) -> None:
     cols = ["name", "requests", "output_tok_s", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms",
-            "itl_p95_ms", "prefix_hit_rate", "peak_kv_occupancy", "peak_fragmentation"]
+            "itl_p95_ms", "prefix_hit_rate", "peak_kv_occupancy", "peak_fragmentation",
+            "prefill_tokens_computed"]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r.get(c, "")) for c in cols))

@@ -3,6 +3,8 @@
 W1: many requests over a few long system prompts (zipf popularity) + random suffixes.
 W2: multi-turn chats: each turn extends the previous conversation (prompt + reply + new message).
 W3: the same shapes as W1 with nothing shared.
+W4: a platform-wide public prefix before each tenant's private variant (public sharing vs
+per-tenant isolation).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class BenchRequest:
     prefix: tuple[int, ...]
     suffix: tuple[int, ...]
     max_tokens: int
+    # W4: the first `public_len` prefix tokens form a segment of their own, keyed by
+    # `public_namespace` (None: by `namespace`, i.e. per-tenant isolation).
+    public_len: int = 0
+    public_namespace: bytes | None = None
 
     @property
     def prompt(self) -> list[int]:
@@ -70,3 +76,32 @@ def chat_turn(
         f"c{conv}t{turn}", f"chat-{conv}".encode(), history,
         _tokens(rng, message_len, vocab), max_tokens,
     )
+
+
+def public_prefix_workload(
+    *,
+    tenants: int = 64,
+    per_tenant: int = 4,
+    public_len: int = 1024,
+    private_len: int = 512,
+    turn_len: int = 32,
+    max_tokens: int = 64,
+    vocab: int = 32000,
+    share_public: bool = True,
+    seed: int = 4,
+) -> list[BenchRequest]:
+    """W4: every tenant's variant starts with one platform-wide public prefix, then a private
+    part, then a short user turn. With `share_public` the public segment has the public
+    namespace (reused across tenants); without, it is keyed by the tenant (isolation)."""
+    rng = random.Random(seed)
+    public = _tokens(rng, public_len, vocab)
+    privates = [_tokens(rng, private_len, vocab) for _ in range(tenants)]
+    out = []
+    for i in range(tenants * per_tenant):
+        t = i % tenants
+        out.append(BenchRequest(
+            f"w4-{i}", f"tenant-{t}".encode(), (*public, *privates[t]),
+            _tokens(rng, turn_len, vocab), max_tokens,
+            public_len=public_len, public_namespace=b"public" if share_public else None,
+        ))
+    return out
