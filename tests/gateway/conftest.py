@@ -9,11 +9,16 @@ from __future__ import annotations
 import inspect
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 
 import jinja2
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from engine.async_engine import AsyncEngine
+from engine.engine_config import EngineConfig
+from tests.gateway.observability_support import tiny_model
 
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|system|>", "<|user|>", "<|assistant|>",
             "<|end|>"]
@@ -73,3 +78,19 @@ def bpe() -> Tokenizer:
 @pytest.fixture(scope="session")
 def chat_tokenizer(bpe: Tokenizer) -> ChatTokenizerDouble:
     return ChatTokenizerDouble(bpe, TEMPLATE, add_bos=True)
+
+
+# --- a real engine on the tiny model, for the observability tests ------------------------------
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+async def engine(model_dir: Path) -> AsyncIterator[AsyncEngine]:
+    eng = AsyncEngine.load(
+        EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=64, progress=False)
+    )
+    await eng.start()
+    yield eng
+    await eng.stop()

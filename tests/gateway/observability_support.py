@@ -4,15 +4,18 @@ ships with prometheus_client."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from litestar import Request
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from engine.async_engine import AsyncEngine
 from engine.messages import EngineRequest, RequestResult
 from engine.tiny_model import write_tiny_model
+from gateway.middleware import REQUEST_ID_KEY, START_KEY
 
 ROUTE = "/v1/chat/completions"
 _model_dirs: dict[Path, Path] = {}
@@ -51,3 +54,10 @@ class Scrape:
                  if all(s.labels.get(k) == v for k, v in labels.items())]
         assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
         return found[0]
+
+
+def http_request(request_id: str) -> Request:
+    """The scope the gateway's middleware leaves for a handler: request id and arrival time."""
+    state = {REQUEST_ID_KEY: request_id, START_KEY: time.perf_counter()}
+    return Request({"type": "http", "path": ROUTE, "method": "POST", "state": state,
+                    "headers": [], "query_string": b""})

@@ -8,29 +8,13 @@ import re
 import pytest
 
 from engine.async_engine import AsyncEngine
-from engine.engine_config import EngineConfig
 from engine.messages import RequestResult
 from gateway.metrics import CompletedRequest, GatewayMetrics
 from tests.engine.scheduler_helpers import request, tokens
-from tests.gateway.observability_support import ROUTE, Scrape, run, tiny_model
+from tests.gateway.observability_support import ROUTE, Scrape, run
 
 NS_A, NS_B = b"ns-tenant-a", b"ns-tenant-b"
 SHARED = tokens(1, 64)  # four full blocks: what the second request of tenant A reuses
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory)
-
-
-@pytest.fixture
-async def engine(model_dir):
-    eng = AsyncEngine.load(
-        EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=64, progress=False)
-    )
-    await eng.start()
-    yield eng
-    await eng.stop()
 
 
 def served(tenant: str, result: RequestResult) -> CompletedRequest:

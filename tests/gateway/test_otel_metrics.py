@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from litestar import Request
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -27,41 +25,18 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from engine.async_engine import AsyncEngine
-from engine.engine_config import EngineConfig
 from engine.engine_stats import EngineStats
 from engine.messages import RequestResult
 from gateway.metrics import LATENCY_BUCKETS
-from gateway.middleware import REQUEST_ID_KEY, START_KEY
 from gateway.observability import Observability
 from gateway.otel_metrics import OUTCOME, REASON, TENANT, otlp_metrics_url
 from gateway.services.jobs import ChoiceOutput
 from tenants.schemas import AuditEntry
 from tests.engine.scheduler_helpers import request, tokens
-from tests.gateway.observability_support import ROUTE, Scrape, run, tiny_model
+from tests.gateway.observability_support import ROUTE, Scrape, http_request, run
 
 NS_A, NS_B = b"ns-tenant-a", b"ns-tenant-b"
 SHARED = tokens(1, 64)  # four full blocks: what tenant A's second request reuses
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory)
-
-
-@pytest.fixture
-async def engine(model_dir):
-    eng = AsyncEngine.load(
-        EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=64, progress=False)
-    )
-    await eng.start()
-    yield eng
-    await eng.stop()
-
-
-def http_request(request_id: str) -> Request:
-    state = {REQUEST_ID_KEY: request_id, START_KEY: time.perf_counter()}
-    return Request({"type": "http", "path": ROUTE, "method": "POST", "state": state,
-                    "headers": [], "query_string": b""})
 
 
 def audit(rid: str, tenant: str, results: Sequence[RequestResult], outcome: str = "ok",

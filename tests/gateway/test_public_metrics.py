@@ -5,31 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.async_engine import AsyncEngine
-from engine.engine_config import EngineConfig
 from engine.messages import RequestResult
 from gateway.metrics import CompletedRequest, GatewayMetrics
 from tests.engine.scheduler_helpers import request, tokens
-from tests.gateway.observability_support import ROUTE, Scrape, run, tiny_model
+from tests.gateway.observability_support import ROUTE, Scrape, run
 
 NS_PUBLIC, NS_A, NS_B = b"ns-public", b"ns-tenant-a", b"ns-tenant-b"
 PUBLIC = tokens(1, 32)  # two full blocks under the public namespace
 OWN = tokens(2, 32)  # two full blocks under each tenant's own namespace
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory)
-
-
-@pytest.fixture
-async def engine(model_dir):
-    eng = AsyncEngine.load(
-        EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=64, progress=False)
-    )
-    await eng.start()
-    yield eng
-    await eng.stop()
 
 
 def public_tokens(result: RequestResult, block_size: int) -> int:

@@ -5,49 +5,23 @@ audit record, and nothing of the prompt in any attribute."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
-from litestar import Request
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from engine.async_engine import AsyncEngine
-from engine.engine_config import EngineConfig
 from engine.messages import EngineRequest, PromptSegment, SamplingParams
-from gateway.middleware import REQUEST_ID_KEY, START_KEY
 from gateway.observability import Observability
 from gateway.services.jobs import ChoiceOutput
 from gateway.telemetry import NAMESPACE_HASH_CHARS, RequestTracer, otlp_traces_url
 from tenants.schemas import AuditEntry
-from tests.gateway.observability_support import ROUTE, Scrape, run, tiny_model
+from tests.gateway.observability_support import ROUTE, Scrape, http_request, run
 
 NAMESPACE = bytes.fromhex("5e" * 32)  # a namespace is a SHA-256 digest
 SECRET = "Quarterly numbers for the Zanzibar merger are confidential"
 PHASES = ["auth", "canonicalize", "queue", "cache_lookup", "prefill", "decode"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory)
-
-
-@pytest.fixture
-async def engine(model_dir):
-    eng = AsyncEngine.load(
-        EngineConfig(model_dir=str(model_dir), device="cpu", num_blocks=64, progress=False)
-    )
-    await eng.start()
-    yield eng
-    await eng.stop()
-
-
-def http_request(request_id: str) -> Request:
-    """The scope the gateway's middleware leaves for a handler: request id and arrival time."""
-    state = {REQUEST_ID_KEY: request_id, START_KEY: time.perf_counter()}
-    return Request({"type": "http", "path": ROUTE, "method": "POST", "state": state,
-                    "headers": [], "query_string": b""})
 
 
 def entry_for(request_id: str, results: list, outcome: str = "ok",
